@@ -1,0 +1,7 @@
+"""Entry point for ``python -m qualys``."""
+
+import sys
+
+from qualys.cli import main
+
+sys.exit(main())

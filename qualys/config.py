@@ -1,0 +1,219 @@
+"""Settings: environment variables (= Function App settings), overridable by CLI flags.
+
+Names come from :mod:`qualys.settings_catalog`. Missing or invalid settings fail
+fast with a :class:`~qualys.errors.ConfigError` whose one line names the setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from qualys.errors import ConfigError
+from qualys.settings_catalog import SETTINGS_BY_NAME
+
+
+class Secret:
+    """A string that never shows itself in ``repr``/``str``/logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost: the only hosts allowed over plain HTTP."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def normalize_api_url(raw: str, setting: str = "QUALYS_API_URL") -> str:
+    """Return ``scheme://host[:port]`` for a Qualys API server.
+
+    Accepts ``qualysapi.qg2.apps.qualys.com``, ``https://...`` and a trailing
+    slash. Plain ``http://`` is refused except for loopback hosts (tests and
+    the bundled simulator): credentials travel in every request.
+    """
+    text = raw.strip()
+    if not text:
+        raise ConfigError(f"{setting} is empty.", "Set it to your platform's API URL, e.g. https://qualysapi.qg2.apps.qualys.com.")
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if not host:
+        raise ConfigError(f"{setting} has no host name.", "Use e.g. https://qualysapi.qg2.apps.qualys.com.")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"{setting} must not contain user information.", "Give credentials separately.")
+    if parts.query or parts.fragment or parts.path not in ("", "/"):
+        raise ConfigError(
+            f"{setting} must be the API server only (no path or query).",
+            "Use e.g. https://qualysapi.qg2.apps.qualys.com.",
+        )
+    if scheme == "http":
+        if not is_loopback_host(host):
+            raise ConfigError(f"{setting} uses plain http:// for a non-loopback host.", "Use https://.")
+    elif scheme != "https":
+        raise ConfigError(f"{setting} must be an https:// URL.", "Use e.g. https://qualysapi.qg2.apps.qualys.com.")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{setting} has an invalid port.", "Remove or fix the port.") from exc
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}"
+
+
+@dataclass(frozen=True)
+class LocalOutput:
+    directory: str
+
+
+@dataclass(frozen=True)
+class BlobOutput:
+    container: str
+    connection_string: Secret | None = None
+    account_url: str | None = None
+
+
+OutputTarget = LocalOutput | BlobOutput
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    api_url: str
+    username: str
+    password: Secret
+    lookback_days: int
+    page_size: int
+    max_retry_wait_seconds: float
+    output: OutputTarget
+
+
+class SettingsReader:
+    """Reads catalogued settings from a mapping (``os.environ`` by default)."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._env = os.environ if environ is None else environ
+
+    def get(self, name: str) -> str | None:
+        spec = SETTINGS_BY_NAME[name]  # KeyError = a setting missing from the catalog: a bug
+        value = self._env.get(name)
+        if value is None or not value.strip():
+            return spec.default if spec.default else None
+        return value.strip()
+
+    def require(self, name: str, hint: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise ConfigError(f"{name} is not set.", hint)
+        return value
+
+    def integer(self, name: str, low: int, high: int) -> int:
+        value = self.get(name)
+        try:
+            number = int(value) if value is not None else None
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            raise ConfigError(f"{name} must be a whole number from {low} to {high} (got {value!r}).")
+        return number
+
+    def boolean(self, name: str) -> bool:
+        value = (self.get(name) or "false").lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false (got {value!r}).")
+
+
+def check_container_name(name: str, setting: str = "OUTPUT_CONTAINER") -> str:
+    """Azure container names: 3-63 chars, lower-case letters, digits, single hyphens."""
+    ok = (
+        3 <= len(name) <= 63
+        and all(c.islower() or c.isdigit() or c == "-" for c in name)
+        and name[0] != "-"
+        and name[-1] != "-"
+        and "--" not in name
+    )
+    if not ok:
+        raise ConfigError(f"{setting} {name!r} is not a valid container name.", "Use 3-63 lower-case letters, digits, hyphens.")
+    return name
+
+
+def load_output(reader: SettingsReader, output_dir: str | None = None) -> OutputTarget:
+    """Local folder when ``OUTPUT_DIR``/``--output-dir`` is given, else Blob Storage."""
+    directory = output_dir or reader.get("OUTPUT_DIR")
+    if directory:
+        return LocalOutput(directory)
+    container = check_container_name(reader.get("OUTPUT_CONTAINER") or "qualys")
+    connection_string = reader.get("OUTPUT_STORAGE_CONNECTION_STRING")
+    if connection_string:
+        return BlobOutput(container, connection_string=Secret(connection_string))
+    account_url = reader.get("OUTPUT_STORAGE_ACCOUNT_URL")
+    if account_url:
+        parts = urlsplit(account_url)
+        if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback_host(parts.hostname or "")):
+            raise ConfigError("OUTPUT_STORAGE_ACCOUNT_URL must be an https:// URL.")
+        return BlobOutput(container, account_url=account_url.rstrip("/"))
+    raise ConfigError(
+        "No output location: set OUTPUT_DIR, OUTPUT_STORAGE_ACCOUNT_URL or OUTPUT_STORAGE_CONNECTION_STRING.",
+    )
+
+
+def load_sync_settings(
+    environ: Mapping[str, str] | SettingsReader | None = None,
+    *,
+    api_url: str | None = None,
+    username: str | None = None,
+    password: Secret | None = None,
+    output_dir: str | None = None,
+    lookback_days: int | None = None,
+) -> SyncSettings:
+    """Settings for one sync; keyword arguments (CLI flags, vault values) win over the environment."""
+    reader = environ if isinstance(environ, SettingsReader) else SettingsReader(environ)
+    url = normalize_api_url(api_url) if api_url else normalize_api_url(
+        reader.require("QUALYS_API_URL", "Set it to your platform's API URL (Qualys: Help > About).")
+    )
+    user = username or reader.require("QUALYS_USERNAME", "Set it to the Qualys API user name.")
+    secret = password or Secret(reader.require("QUALYS_PASSWORD", "Set it in the environment (never as a flag)."))
+    if lookback_days is None:
+        days = reader.integer("QUALYS_LOOKBACK_DAYS", 1, 3650)
+    elif not 1 <= lookback_days <= 3650:
+        raise ConfigError(f"--lookback-days must be from 1 to 3650 (got {lookback_days}).")
+    else:
+        days = lookback_days
+    return SyncSettings(
+        api_url=url,
+        username=user,
+        password=secret,
+        lookback_days=days,
+        page_size=reader.integer("QUALYS_PAGE_SIZE", 1, 1000),
+        max_retry_wait_seconds=float(reader.integer("QUALYS_MAX_RETRY_WAIT_SECONDS", 0, 86400)),
+        output=load_output(reader, output_dir),
+    )

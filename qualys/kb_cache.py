@@ -1,0 +1,93 @@
+"""KnowledgeBase entries cached in the sink (``state/kb/``) across runs.
+
+Entries are appended as small JSON Lines shards, one per KnowledgeBase batch,
+so a killed run keeps what it fetched; a complete run compacts them into one
+file. ``state/kb-refresh.json`` remembers when the cache was last brought up to
+date, so the next run asks Qualys only for QIDs changed since then.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+
+from qualys.client import QualysClient
+from qualys.errors import SinkError
+from qualys.knowledge_base import KB_BATCH_SIZE, KbEntry, batched, fetch_changed_since, fetch_entries
+from qualys.sinks import Sink, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+KB_DIR = "state/kb/"
+REFRESH_PATH = "state/kb-refresh.json"
+
+
+class KnowledgeBaseCache:
+    def __init__(self, sink: Sink, run_id: str, batch_size: int = KB_BATCH_SIZE) -> None:
+        self._sink = sink
+        self._run_id = run_id
+        self._batch_size = batch_size
+        self._entries: dict[int, KbEntry] = {}
+        self._shard = 0
+        self.fetched = 0
+
+    @property
+    def entries(self) -> Mapping[int, KbEntry]:
+        return self._entries
+
+    def load(self) -> None:
+        """Read every shard; later shards (sorted by run id) override earlier ones."""
+        for path in self._sink.list(KB_DIR):
+            if not path.endswith(".jsonl"):
+                continue
+            data = self._sink.read(path) or b""
+            for number, line in enumerate(data.decode("utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    entry = KbEntry.from_json(line)
+                except (ValueError, TypeError) as exc:
+                    raise SinkError(
+                        f"KnowledgeBase cache {self._sink.uri(path)} line {number} is damaged.",
+                        "Delete the state/kb/ folder; the next run fetches the entries again.",
+                    ) from exc
+                self._entries[entry.qid] = entry
+
+    def _store(self, entries: list[KbEntry]) -> None:
+        if not entries:
+            return
+        self._shard += 1
+        body = "".join(entry.to_json() + "\n" for entry in entries).encode()
+        self._sink.write(f"{KB_DIR}{self._run_id}-{self._shard:05d}.jsonl", body, "application/x-ndjson")
+        for entry in entries:
+            self._entries[entry.qid] = entry
+
+    def ensure(self, client: QualysClient, qids: Iterable[int]) -> None:
+        """Fetch QIDs the cache does not hold yet, in batches, and persist them."""
+        missing = sorted({qid for qid in qids if qid not in self._entries})
+        for batch in batched(missing, self._batch_size):
+            entries = fetch_entries(client, batch)
+            self.fetched += len(entries)
+            self._store(entries)
+
+    def refresh(self, client: QualysClient) -> int:
+        """Apply KnowledgeBase changes since the last refresh to the cached QIDs; returns how many changed."""
+        stamp = read_json(self._sink, REFRESH_PATH)
+        since = stamp.get("refreshed_at") if stamp else None
+        if not self._entries or not isinstance(since, str):
+            return 0
+        changed = [entry for entry in fetch_changed_since(client, since) if entry.qid in self._entries]
+        self._store(changed)
+        log.info("KnowledgeBase: %d cached QIDs changed since %s", len(changed), since)
+        return len(changed)
+
+    def compact(self, refreshed_at: str) -> None:
+        """One file for everything, then drop the shards; stamp the refresh time."""
+        paths = [p for p in self._sink.list(KB_DIR) if p.endswith(".jsonl")]
+        body = "".join(entry.to_json() + "\n" for entry in self._entries.values()).encode()
+        target = f"{KB_DIR}{self._run_id}-zz-all.jsonl"
+        self._sink.write(target, body, "application/x-ndjson")
+        write_json(self._sink, REFRESH_PATH, {"refreshed_at": refreshed_at})
+        for path in paths:
+            if path != target:
+                self._sink.delete(path)

@@ -1,0 +1,136 @@
+"""QID details from the KnowledgeBase (``/api/2.0/fo/knowledge_base/vuln/?action=list``).
+
+HostAsset lists QIDs only; CVE ids, title, severity and CVSS come from here
+(qualys-api.md §3). Requests are POST forms with ``ids`` in batches, and the
+entries are cached in the sink's ``state/kb/`` so later runs only ask for QIDs
+they have not seen, plus one ``last_modified_after`` call for changed ones.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from xml.etree.ElementTree import Element
+
+from qualys.client import KB_PATH, QualysClient
+from qualys.errors import ResponseFormatError
+from qualys.xmlstream import Readable, child_text, iter_events
+
+ENDPOINT = "knowledge_base"
+#: QIDs per request: J1 uses 250, IBM 100; 250 keeps bodies near 0.5 MB.
+KB_BATCH_SIZE = 250
+_CVE = re.compile(r"^CVE-\d{4}-\d{4,}$")
+
+
+@dataclass(frozen=True)
+class KbEntry:
+    """What a finding needs from one QID. ``known=False``: Qualys returned nothing for it."""
+
+    qid: int
+    title: str | None = None
+    vuln_type: str | None = None
+    severity: int | None = None
+    cve_ids: tuple[str, ...] = ()
+    cvss_base: float | None = None
+    cvss_v3_base: float | None = None
+    last_modified: str | None = None
+    known: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps(
+            [self.qid, self.title, self.vuln_type, self.severity, list(self.cve_ids),
+             self.cvss_base, self.cvss_v3_base, self.last_modified, self.known],
+            ensure_ascii=False, separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, line: str) -> KbEntry:
+        qid, title, vuln_type, severity, cves, cvss, cvss3, modified, known = json.loads(line)
+        return cls(int(qid), title, vuln_type, severity, tuple(cves), cvss, cvss3, modified, bool(known))
+
+
+def canonical_cves(values: Iterable[str | None]) -> tuple[str, ...]:
+    """Unique, upper-case CVE ids in order; empty and malformed ids dropped."""
+    seen: dict[str, None] = {}
+    for value in values:
+        cve = (value or "").strip().upper()
+        if _CVE.match(cve):
+            seen.setdefault(cve, None)
+    return tuple(seen)
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def entry_from_element(vuln: Element) -> KbEntry | None:
+    qid = _int(child_text(vuln, "QID"))
+    if qid is None:
+        return None
+    severity = _int(child_text(vuln, "SEVERITY_LEVEL"))
+    return KbEntry(
+        qid=qid,
+        title=child_text(vuln, "TITLE"),
+        vuln_type=child_text(vuln, "VULN_TYPE"),
+        severity=severity if severity is not None and 1 <= severity <= 5 else None,
+        cve_ids=canonical_cves(child_text(cve, "ID") for cve in vuln.iterfind("CVE_LIST/CVE")),
+        cvss_base=_float(child_text(vuln, "CVSS/BASE")),
+        cvss_v3_base=_float(child_text(vuln, "CVSS_V3/BASE")),
+        last_modified=child_text(vuln, "LAST_SERVICE_MODIFICATION_DATETIME"),
+    )
+
+
+def parse_vuln_list(body: Readable) -> list[KbEntry]:
+    """Parse a KNOWLEDGE_BASE_VULN_LIST_OUTPUT, one VULN at a time."""
+    entries: list[KbEntry] = []
+    stack: list[str] = []
+    vuln_list: Element | None = None
+    for event, element in iter_events(body):
+        if event == "start":
+            stack.append(element.tag)
+            if len(stack) == 1 and element.tag != "KNOWLEDGE_BASE_VULN_LIST_OUTPUT":
+                raise ResponseFormatError(
+                    f"Expected a KnowledgeBase list, got <{element.tag}>.",
+                    "Check QUALYS_API_URL: it must be the Qualys API server.",
+                )
+            if element.tag == "VULN_LIST":
+                vuln_list = element
+            continue
+        stack.pop()
+        if element.tag == "VULN" and vuln_list is not None and stack and stack[-1] == "VULN_LIST":
+            entry = entry_from_element(element)
+            if entry is not None:
+                entries.append(entry)
+            vuln_list.remove(element)
+    return entries
+
+
+def fetch_entries(client: QualysClient, qids: Sequence[int]) -> list[KbEntry]:
+    """One KnowledgeBase call for ``qids``; QIDs Qualys does not know come back as ``known=False``."""
+    form = {"action": "list", "details": "Basic", "ids": ",".join(str(qid) for qid in qids)}
+    found = client.call("POST", KB_PATH, parse_vuln_list, data=form, endpoint=ENDPOINT)
+    by_qid = {entry.qid: entry for entry in found}
+    return [by_qid.get(qid, KbEntry(qid=qid, known=False)) for qid in qids]
+
+
+def fetch_changed_since(client: QualysClient, since: str) -> list[KbEntry]:
+    """Every QID Qualys changed after ``since`` (``YYYY-MM-DDTHH:MM:SSZ``)."""
+    form = {"action": "list", "details": "Basic", "last_modified_after": since}
+    return client.call("POST", KB_PATH, parse_vuln_list, data=form, endpoint=ENDPOINT)
+
+
+def batched(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

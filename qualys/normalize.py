@@ -1,0 +1,122 @@
+"""Raw Qualys fields -> the connector's device and finding records (the output contract).
+
+Missing values are ``None``, never empty strings; dates are ISO-8601 UTC with a
+``Z``; lists are unique and keep Qualys's order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+
+from qualys.assets import RawAsset
+from qualys.knowledge_base import KbEntry
+
+SOURCE = "qualys"
+_HEX12 = re.compile(r"^[0-9a-f]{12}$")
+
+
+def unique(values: Iterable[str | None]) -> list[str]:
+    """Unique non-empty values, in first-seen order."""
+    seen: dict[str, None] = {}
+    for value in values:
+        if value:
+            seen.setdefault(value, None)
+    return list(seen)
+
+
+def normalize_mac(raw: str | None) -> str | None:
+    """``aa:bb:cc:dd:ee:ff`` from colon, dash, dot or bare forms; all-zero and malformed -> None.
+
+    Azure sources send ``00-0D-3A-...`` (upper case, dashes); some samples hold
+    impossible values such as ``00-0D-3A-C4-8H-3F``.
+    """
+    if not raw:
+        return None
+    digits = re.sub(r"[:\-.\s]", "", raw.strip().lower())
+    if not _HEX12.match(digits) or digits == "000000000000":
+        return None
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+def parse_datetime(raw: str | None) -> datetime | None:
+    """Parse a Qualys timestamp (``2020-04-22T22:13:06Z``, with or without fraction/offset)."""
+    if not raw:
+        return None
+    text = raw.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def iso_utc(raw: str | datetime | None) -> str | None:
+    value = raw if isinstance(raw, datetime) else parse_datetime(raw)
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def device_record(asset: RawAsset, criticality: int) -> dict[str, object]:
+    """One device record for ``asset`` with its Qualys criticality."""
+    return {
+        "asset_id": str(asset.id),
+        "qweb_host_id": asset.qweb_host_id,
+        "agent_id": asset.agent_id,
+        "name": asset.name,
+        "fqdn": asset.fqdn or asset.dns_host_name or None,
+        "netbios_name": asset.netbios_name,
+        "ip_addresses": unique([asset.address, *(i.address for i in asset.interfaces), *asset.cloud_ips]),
+        "mac_addresses": unique(normalize_mac(mac) for mac in [*(i.mac for i in asset.interfaces), *asset.cloud_macs]),
+        "gateway_addresses": unique(i.gateway for i in asset.interfaces),
+        "os": asset.os,
+        "criticality": criticality,
+        "tags": [{"id": tag_id, "name": name} for tag_id, name in _unique_tags(asset.tags)],
+        "tracking_method": asset.tracking_method,
+        "created_at": iso_utc(asset.created),
+        "modified_at": iso_utc(asset.modified),
+        "last_vuln_scan_at": iso_utc(asset.last_vuln_scan),
+        "source": SOURCE,
+    }
+
+
+def _unique_tags(tags: Iterable[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    seen: dict[str, str | None] = {}
+    for tag_id, name in tags:
+        seen.setdefault(tag_id, name)
+    return list(seen.items())
+
+
+def finding_records(asset: RawAsset, kb: Mapping[int, KbEntry]) -> list[dict[str, object]]:
+    """One record per asset x QID (the first HostAssetVuln of a QID wins), enriched from the KB."""
+    records: list[dict[str, object]] = []
+    seen: set[int] = set()
+    for finding in asset.findings:
+        if finding.qid in seen:
+            continue
+        seen.add(finding.qid)
+        entry = kb.get(finding.qid)
+        known = entry is not None and entry.known
+        records.append(
+            {
+                "asset_id": str(asset.id),
+                "qid": finding.qid,
+                "cve_ids": list(entry.cve_ids) if entry is not None else [],
+                "title": entry.title if known and entry else None,
+                "vuln_type": entry.vuln_type if known and entry else None,
+                "severity": entry.severity if known and entry else None,
+                "cvss_base": entry.cvss_base if known and entry else None,
+                "cvss_v3_base": entry.cvss_v3_base if known and entry else None,
+                "first_found_at": iso_utc(finding.first_found),
+                "last_found_at": iso_utc(finding.last_found),
+                "host_instance_vuln_id": finding.host_instance_vuln_id,
+                "source": SOURCE,
+            }
+        )
+    return records

@@ -1,0 +1,85 @@
+"""Every setting the connector reads, in one table.
+
+This is the single source of truth for setting names: the loaders in
+:mod:`qualys.config` read only names listed here, and the infrastructure tests
+check that every ``deployed`` setting is an app setting with a Bicep parameter
+in ``infra/`` (and that no ``local_only`` one is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One environment variable / Function App setting."""
+
+    name: str
+    description: str
+    default: str | None = None
+    #: Set by ``infra/`` on the deployed Function App.
+    deployed: bool = True
+    #: Holds a secret or a key: must never be an app setting in Azure.
+    secret: bool = False
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "QUALYS_API_URL",
+        "Qualys platform API server, e.g. https://qualysapi.qg2.apps.qualys.com "
+        "(the vault secret qualys-api-url wins when it exists).",
+    ),
+    SettingSpec(
+        "QUALYS_USERNAME",
+        "Qualys API user for local development (Azure reads it from Key Vault).",
+        deployed=False,
+    ),
+    SettingSpec(
+        "QUALYS_PASSWORD",
+        "Qualys API password for local development (Azure reads it from Key Vault).",
+        deployed=False,
+        secret=True,
+    ),
+    SettingSpec("QUALYS_LOOKBACK_DAYS", "Days of asset modifications a full run covers.", "90"),
+    SettingSpec("QUALYS_PAGE_SIZE", "Host assets per page (1-1000; agent hosts are ~100 KB each).", "200"),
+    SettingSpec(
+        "QUALYS_MAX_RETRY_WAIT_SECONDS",
+        "Upper bound on the total time one run spends waiting before retries.",
+        "900",
+    ),
+    SettingSpec("OUTPUT_DIR", "Write the output to this local folder instead of Blob Storage.", deployed=False),
+    SettingSpec(
+        "OUTPUT_STORAGE_CONNECTION_STRING",
+        "Blob Storage connection string (development / Azurite only).",
+        deployed=False,
+        secret=True,
+    ),
+    SettingSpec(
+        "OUTPUT_STORAGE_ACCOUNT_URL",
+        "Blob service URL of the output storage account, reached with the managed identity.",
+    ),
+    SettingSpec("OUTPUT_CONTAINER", "Blob container that receives the output.", "qualys"),
+    SettingSpec("KEY_VAULT_URL", "Key Vault that holds the Qualys credentials (unset: use QUALYS_USERNAME/PASSWORD)."),
+    SettingSpec("QUALYS_USERNAME_SECRET", "Key Vault secret name of the Qualys user.", "qualys-username"),
+    SettingSpec("QUALYS_PASSWORD_SECRET", "Key Vault secret name of the Qualys password.", "qualys-password"),
+    SettingSpec("QUALYS_SYNC_SCHEDULE", "NCRONTAB schedule of the timer-triggered sync.", "0 0 */4 * * *"),
+    SettingSpec(
+        "QUALYS_ALLOWED_HOSTS",
+        "Comma-separated extra API hosts the validate/connect endpoints may contact (private cloud platforms).",
+        "",
+    ),
+    SettingSpec(
+        "QUALYS_CONNECT_ENABLED",
+        "Whether POST /api/qualys/connect may write credentials to Key Vault (true/false).",
+        "false",
+    ),
+    SettingSpec("AZURE_CLIENT_ID", "Client id of the user-assigned managed identity (read by azure-identity)."),
+)
+
+SETTINGS_BY_NAME: dict[str, SettingSpec] = {spec.name: spec for spec in SETTINGS}
+
+
+def deployed_settings() -> tuple[SettingSpec, ...]:
+    """Settings that the deployed Function App must carry as app settings."""
+    return tuple(spec for spec in SETTINGS if spec.deployed)

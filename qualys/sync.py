@@ -1,0 +1,302 @@
+"""One sync run: Qualys host assets modified in the window, with their findings, into the sink.
+
+The loop reads like the output contract: page of assets -> tags and
+KnowledgeBase lookups -> device and finding parts -> checkpoint. A run that
+is killed is resumed by the next invocation (same run id, same window, from the
+last checkpointed page); ``latest.json`` only ever points at a run whose
+manifest says ``complete``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from qualys.assets import AssetPage, RawAsset, fetch_page
+from qualys.client import QualysClient
+from qualys.config import SyncSettings
+from qualys.errors import ConnectorError, SinkError
+from qualys.kb_cache import KnowledgeBaseCache
+from qualys.normalize import device_record, finding_records, iso_utc, parse_datetime
+from qualys.retry import RetryPolicy
+from qualys.sinks import LockHandle, Sink, read_json, write_json
+from qualys.tags import TagCriticality
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PATH = "state/checkpoint.json"
+LATEST_PATH = "latest.json"
+#: Incremental windows start this long before the last complete run started:
+#: covers clock skew between us and Qualys and assets Qualys indexed late.
+INCREMENTAL_OVERLAP = timedelta(minutes=30)
+NDJSON = "application/x-ndjson"
+
+
+@dataclass
+class Progress:
+    pages: int = 0
+    devices: int = 0
+    findings: int = 0
+
+
+@dataclass
+class SyncResult:
+    run_id: str
+    mode: str
+    resumed: bool
+    modified_after: str
+    devices: int
+    findings: int
+    pages: int
+    skipped_outside_window: int
+    duration_seconds: float
+    manifest: str
+    location: str
+    stats: dict[str, object] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id, "mode": self.mode, "resumed": self.resumed,
+            "modified_after": self.modified_after, "devices": self.devices, "findings": self.findings,
+            "pages": self.pages, "skipped_outside_window": self.skipped_outside_window,
+            "duration_seconds": round(self.duration_seconds, 3), "manifest": self.manifest, **self.stats,
+        }
+
+
+@dataclass
+class Checkpoint:
+    """Where a run stands; written after each page's parts are durably written."""
+
+    run_id: str
+    mode: str
+    modified_after: str
+    started_at: str
+    after_id: int | None = None
+    next_part: int = 1
+    files: list[str] = field(default_factory=list)
+    devices: int = 0
+    findings: int = 0
+    pages: int = 0
+    skipped: int = 0
+    resumes: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, value: dict[str, object]) -> Checkpoint:
+        try:
+            return cls(**value)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise SinkError(f"{CHECKPOINT_PATH} is damaged ({exc}).", "Delete it to start a fresh run.") from exc
+
+
+def new_run_id(now: datetime) -> str:
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def plan_window(sink: Sink, lookback_days: int, full: bool, now: datetime) -> tuple[str, str]:
+    """(mode, modified_after): full = now - lookback; incremental = last complete run's start - overlap."""
+    floor = now - timedelta(days=lookback_days)
+    if full:
+        return "full", iso_utc(floor) or ""
+    latest = read_json(sink, LATEST_PATH)
+    manifest = read_json(sink, str(latest.get("manifest"))) if latest and latest.get("manifest") else None
+    started = parse_datetime(str(manifest.get("started_at"))) if manifest else None
+    if manifest is None or manifest.get("status") != "complete" or started is None:
+        return "full", iso_utc(floor) or ""
+    since = started - INCREMENTAL_OVERLAP
+    if since <= floor:
+        return "full", iso_utc(floor) or ""
+    return "incremental", iso_utc(since) or ""
+
+
+class SyncRun:
+    """Runs (or resumes) one sync into ``sink``."""
+
+    def __init__(
+        self,
+        settings: SyncSettings,
+        sink: Sink,
+        client: QualysClient,
+        *,
+        progress: Callable[[Progress], None] | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.client = client
+        self._progress = progress
+        self._now = now
+
+    def run(self, full: bool = False) -> SyncResult:
+        with self.sink.lock() as lock:
+            return self._run_locked(full, lock)
+
+    def _run_locked(self, full: bool, lock: LockHandle) -> SyncResult:
+        started_clock = time.monotonic()
+        checkpoint, resumed = self._start_or_resume(full)
+        manifest_path = f"runs/{checkpoint.run_id}/manifest.json"
+        if self.sink.read(manifest_path) is None:
+            self._pull(checkpoint, lock)
+            self._write_manifest(checkpoint, manifest_path)
+        write_json(self.sink, LATEST_PATH, {"run_id": checkpoint.run_id, "manifest": manifest_path})
+        self.sink.delete(CHECKPOINT_PATH)
+        return SyncResult(
+            run_id=checkpoint.run_id, mode=checkpoint.mode, resumed=resumed,
+            modified_after=checkpoint.modified_after, devices=checkpoint.devices, findings=checkpoint.findings,
+            pages=checkpoint.pages, skipped_outside_window=checkpoint.skipped,
+            duration_seconds=time.monotonic() - started_clock, manifest=manifest_path,
+            location=self.sink.location, stats=self.client.stats.as_dict(),
+        )
+
+    def _start_or_resume(self, full: bool) -> tuple[Checkpoint, bool]:
+        saved = read_json(self.sink, CHECKPOINT_PATH)
+        if saved is not None:
+            checkpoint = Checkpoint.from_dict(saved)
+            if not full or checkpoint.mode == "full":
+                checkpoint.resumes += 1
+                log.info("resuming run %s from asset id > %s", checkpoint.run_id, checkpoint.after_id)
+                return checkpoint, True
+            log.info("--full: abandoning unfinished incremental run %s", checkpoint.run_id)
+        now = self._now()
+        mode, modified_after = plan_window(self.sink, self.settings.lookback_days, full, now)
+        checkpoint = Checkpoint(
+            run_id=new_run_id(now), mode=mode, modified_after=modified_after, started_at=iso_utc(now) or ""
+        )
+        write_json(self.sink, CHECKPOINT_PATH, checkpoint.to_dict())
+        return checkpoint, False
+
+    def _pull(self, checkpoint: Checkpoint, lock: LockHandle) -> None:
+        kb = KnowledgeBaseCache(self.sink, f"{checkpoint.run_id}-r{checkpoint.resumes}")
+        kb.load()
+        kb.refresh(self.client)
+        tags = TagCriticality(self.client)
+        cutoff = parse_datetime(checkpoint.modified_after)
+        while True:
+            page = fetch_page(
+                self.client, checkpoint.modified_after, self.settings.page_size, checkpoint.after_id
+            )
+            assets = self._in_window(page, checkpoint, cutoff)
+            tags.resolve(tag_id for asset in assets for tag_id, _ in asset.tags)
+            kb.ensure(self.client, (f.qid for asset in assets for f in asset.findings))
+            self._write_page(checkpoint, assets, tags, kb)
+            checkpoint.after_id = self._next_after_id(page, checkpoint.after_id)
+            checkpoint.pages += 1
+            lock.check()
+            write_json(self.sink, CHECKPOINT_PATH, checkpoint.to_dict())
+            if self._progress:
+                self._progress(Progress(checkpoint.pages, checkpoint.devices, checkpoint.findings))
+            if not page.has_more:
+                break
+        kb.compact(refreshed_at=checkpoint.started_at)
+
+    @staticmethod
+    def _next_after_id(page: AssetPage, after_id: int | None) -> int | None:
+        last = page.last_id if page.last_id is not None else max((a.id for a in page.assets), default=None)
+        if page.has_more and (last is None or (after_id is not None and last <= after_id)):
+            raise ConnectorError(
+                "Qualys said more host assets follow but gave no next id; stopping to avoid a loop.",
+                "Report this to the maintainers with the run id.",
+            )
+        return last if last is not None else after_id
+
+    @staticmethod
+    def _in_window(page: AssetPage, checkpoint: Checkpoint, cutoff: datetime | None) -> list[RawAsset]:
+        """Assets after the keyset position, modified after the cutoff, each id once."""
+        kept: dict[int, RawAsset] = {}
+        for asset in page.assets:
+            if checkpoint.after_id is not None and asset.id <= checkpoint.after_id:
+                continue  # some clients re-fetch the last record (qualysdk); never emit it twice
+            modified = parse_datetime(asset.modified)
+            if cutoff is not None and modified is not None and modified <= cutoff:
+                checkpoint.skipped += 1
+                continue
+            kept.setdefault(asset.id, asset)
+        return list(kept.values())
+
+    def _write_page(
+        self, checkpoint: Checkpoint, assets: list[RawAsset], tags: TagCriticality, kb: KnowledgeBaseCache
+    ) -> None:
+        if not assets:
+            return
+        device_lines: list[str] = []
+        finding_lines: list[str] = []
+        for asset in assets:
+            criticality = tags.criticality(tag_id for tag_id, _ in asset.tags)
+            device_lines.append(_line(device_record(asset, criticality)))
+            finding_lines.extend(_line(record) for record in finding_records(asset, kb.entries))
+        part = f"part-{checkpoint.next_part:05d}.jsonl"
+        written: list[str] = []
+        for kind, lines in (("devices", device_lines), ("findings", finding_lines)):
+            if lines:
+                path = f"runs/{checkpoint.run_id}/{kind}/{part}"
+                self.sink.write(path, "".join(lines).encode(), NDJSON)
+                written.append(path)
+        checkpoint.files.extend(written)
+        checkpoint.next_part += 1
+        checkpoint.devices += len(device_lines)
+        checkpoint.findings += len(finding_lines)
+
+    def _write_manifest(self, checkpoint: Checkpoint, manifest_path: str) -> None:
+        manifest = {
+            "run_id": checkpoint.run_id,
+            "status": "complete",
+            "mode": checkpoint.mode,
+            "window": {"modified_after": checkpoint.modified_after},
+            "started_at": checkpoint.started_at,
+            "completed_at": iso_utc(self._now()),
+            "counts": {"devices": checkpoint.devices, "findings": checkpoint.findings},
+            "files": list(checkpoint.files),
+            "pages": checkpoint.pages,
+            "resumes": checkpoint.resumes,
+            "skipped_outside_window": checkpoint.skipped,
+            "source": {"api_url": self.settings.api_url},
+            "schema_version": 1,
+        }
+        write_json(self.sink, manifest_path, manifest)
+
+
+def _line(record: dict[str, object]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def open_sink(settings: SyncSettings) -> Sink:
+    from qualys.config import LocalOutput
+
+    if isinstance(settings.output, LocalOutput):
+        from qualys.sinks import LocalSink
+
+        return LocalSink(settings.output.directory)
+    from qualys.blob_sink import BlobSink
+
+    return BlobSink.from_settings(settings.output)
+
+
+def make_client(settings: SyncSettings, retry: RetryPolicy | None = None) -> QualysClient:
+    policy = retry or RetryPolicy(max_total_wait=settings.max_retry_wait_seconds)
+    return QualysClient(settings.api_url, settings.username, settings.password, retry=policy)
+
+
+def run_sync(
+    settings: SyncSettings,
+    *,
+    full: bool = False,
+    sink: Sink | None = None,
+    client: QualysClient | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> SyncResult:
+    """The one code path behind the CLI, the timer function and the tests."""
+    target = sink or open_sink(settings)
+    own_client = client is None
+    qualys = client or make_client(settings)
+    try:
+        return SyncRun(settings, target, qualys, progress=progress).run(full=full)
+    finally:
+        if own_client:
+            qualys.close()

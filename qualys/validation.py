@@ -1,0 +1,121 @@
+"""Connection validation: the checks the Qualys troubleshooting guide prescribes, as a JSON report.
+
+Shared by ``python -m qualys validate`` and the HTTP endpoints. Each failed
+check carries the HTTP status and Qualys code seen, the cause, and the action
+that fixes it (Microsoft's Qualys connector troubleshooting table: 401, 403,
+404, 409, 429, temporary failures).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import requests
+
+from qualys.assets import fetch_page
+from qualys.client import PLATFORM_HINT, QualysClient
+from qualys.config import Secret
+from qualys.errors import ConnectorError, QualysApiError, TemporaryFailureError
+from qualys.knowledge_base import fetch_entries
+from qualys.normalize import iso_utc
+from qualys.retry import RetryPolicy
+
+#: Bounded so the HTTP endpoint answers well inside Azure's 230 s front-end limit.
+VALIDATION_RETRY = RetryPolicy(max_attempts=2, backoff_base=0.5, backoff_max=2.0, max_total_wait=5.0, concurrency_wait=2.0)
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 25.0
+#: QID 6 ("DNS Host Name") exists in every KnowledgeBase: a one-QID list proves KB access.
+PROBE_QID = 6
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    http_status: int | None = None
+    qualys_code: str | None = None
+    cause: str | None = None
+    action: str | None = None
+
+
+@dataclass
+class ValidationReport:
+    api_url: str | None
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(check.ok for check in self.checks)
+
+    @property
+    def unreachable(self) -> bool:
+        return any(check.name == "reachability" and not check.ok for check in self.checks) or any(
+            check.cause is not None and check.cause.startswith("Qualys could not be reached") for check in self.checks
+        )
+
+    def http_status(self) -> int:
+        """200 when the connection works, 502 when Qualys could not be reached, 422 when it refused."""
+        if self.ok:
+            return 200
+        return 502 if self.unreachable else 422
+
+    def to_dict(self) -> dict[str, object]:
+        return {"ok": self.ok, "api_url": self.api_url, "checks": [asdict(check) for check in self.checks]}
+
+
+def _failed(name: str, error: ConnectorError) -> Check:
+    status = error.http_status if isinstance(error, QualysApiError) else None
+    code = error.qualys_code if isinstance(error, QualysApiError) else None
+    return Check(name, False, status, code, error.cause, error.action or None)
+
+
+def check_reachability(api_url: str) -> Check:
+    """Can we open a connection and get any HTTP answer? No credentials are sent."""
+    try:
+        response = requests.get(
+            api_url + "/qps/rest/portal/version", timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False
+        )
+        response.close()
+    except requests.exceptions.RequestException as exc:
+        return Check(
+            "reachability", False, None, None,
+            f"Qualys could not be reached at {api_url} ({type(exc).__name__}).",
+            "Check the API URL, that it is your platform's API server "
+            f"({PLATFORM_HINT}), and that the connector's outbound IP addresses are allow-listed in Qualys; "
+            "if it persists, retry later.",
+        )
+    return Check("reachability", True, response.status_code)
+
+
+def validate_connection(api_url: str, username: str, password: Secret) -> ValidationReport:
+    """Run the checks against an already vetted ``api_url``."""
+    report = ValidationReport(api_url)
+    report.checks.append(Check("api_url", True))
+    reach = check_reachability(api_url)
+    report.checks.append(reach)
+    if not reach.ok:
+        return report
+    with QualysClient(
+        api_url, username, password, retry=VALIDATION_RETRY, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT
+    ) as client:
+        since = iso_utc(datetime.now(UTC) - timedelta(days=90)) or ""
+        try:
+            fetch_page(client, since, 1, None)
+            report.checks.append(Check("asset_search", True, 200))
+        except ConnectorError as error:
+            report.checks.append(_failed("asset_search", error))
+            if isinstance(error, TemporaryFailureError):
+                return report
+        try:
+            fetch_entries(client, [PROBE_QID])
+            report.checks.append(Check("knowledge_base", True, 200))
+        except ConnectorError as error:
+            report.checks.append(_failed("knowledge_base", error))
+    return report
+
+
+def invalid_url_report(raw: object, error: ConnectorError) -> ValidationReport:
+    report = ValidationReport(raw if isinstance(raw, str) else None)
+    report.checks.append(Check("api_url", False, None, None, error.cause, error.action or None))
+    return report

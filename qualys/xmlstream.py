@@ -1,0 +1,81 @@
+"""Incremental, hardened XML parsing of Qualys bodies.
+
+All XML goes through ``defusedxml`` (entity declarations and external
+references are refused; a plain ``<!DOCTYPE ... SYSTEM ...>`` line, which every
+KnowledgeBase response carries, is allowed and never fetched). Bodies are read
+in chunks by ``iterparse`` so memory does not grow with the body size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
+from qualys.errors import ResponseFormatError
+
+_WHITESPACE = b" \t\r\n"
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class KeepAliveStripper:
+    """Drops the whitespace Qualys streams before ``<?xml`` on slow calls.
+
+    An XML declaration must be the first bytes of a document, so expat rejects
+    a body that starts with keep-alive newlines; qualys-api.md §3.2.
+    """
+
+    def __init__(self, source: Readable) -> None:
+        self._source = source
+        self._started = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        chunk = self._source.read(size)
+        while not self._started and chunk:
+            stripped = chunk.lstrip(_WHITESPACE)
+            if stripped:
+                self._started = True
+                return stripped
+            chunk = self._source.read(size)
+        return chunk
+
+
+class TruncatedBodyError(ResponseFormatError):
+    """The document ended early: a cut connection, worth a retry."""
+
+
+def iter_events(source: Readable) -> Iterator[tuple[str, Element]]:
+    """Yield ``(event, element)`` for ``start``/``end`` events, hardened and streaming."""
+    try:
+        yield from SafeET.iterparse(KeepAliveStripper(source), events=("start", "end"))
+    except DefusedXmlException as exc:
+        raise ResponseFormatError(
+            f"Refused a Qualys response with forbidden XML ({type(exc).__name__}).",
+            "This is not a genuine Qualys response: check QUALYS_API_URL and any proxy in between.",
+        ) from exc
+    except ParseError as exc:
+        message = str(exc)
+        if message.startswith(("no element found", "unclosed token")):
+            raise TruncatedBodyError(f"Qualys response ended early ({message}).") from exc
+        raise ResponseFormatError(
+            f"Qualys sent a body that is not well-formed XML ({message}).",
+            "Check QUALYS_API_URL: it must be the API server, not the web portal.",
+        ) from exc
+
+
+def text_of(element: Element | None) -> str | None:
+    """Stripped text, ``None`` for a missing or empty element (Qualys pads some dates with newlines)."""
+    if element is None or element.text is None:
+        return None
+    value = element.text.strip()
+    return value or None
+
+
+def child_text(element: Element, path: str) -> str | None:
+    return text_of(element.find(path))

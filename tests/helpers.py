@@ -1,0 +1,86 @@
+"""Test helpers: settings for a simulator, and reading a run back from any sink."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from qualys.config import LocalOutput, OutputTarget, Secret, SyncSettings
+from qualys.normalize import parse_datetime
+from qualys.retry import RetryPolicy
+from qualys.simulator.estate import Estate
+from qualys.simulator.server import QualysSimulator
+from qualys.simulator.truth import expected_run
+from qualys.sinks import Sink
+
+USER = "sim-user"
+PASSWORD = "Pa55-w0rd!sim"  # the simulator's; asserted never to appear in any output
+FAST_RETRY = RetryPolicy(max_attempts=6, backoff_base=0.02, backoff_max=0.1, max_total_wait=60, concurrency_wait=0.1)
+
+
+def settings_for(simulator: QualysSimulator, output: OutputTarget | str, page_size: int = 50) -> SyncSettings:
+    return SyncSettings(
+        api_url=simulator.url,
+        username=USER,
+        password=Secret(PASSWORD),
+        lookback_days=90,
+        page_size=page_size,
+        max_retry_wait_seconds=60,
+        output=LocalOutput(output) if isinstance(output, str) else output,
+    )
+
+
+@dataclass
+class Run:
+    manifest: dict[str, object]
+    devices: dict[str, dict[str, object]]
+    findings: dict[tuple[str, int], dict[str, object]]
+    device_count: int
+    finding_count: int
+
+
+def read_latest(sink: Sink) -> Run:
+    """Follow latest.json like a reader would; fail on duplicates."""
+    latest = json.loads(sink.read("latest.json") or b"null")
+    manifest = json.loads(sink.read(latest["manifest"]) or b"null")
+    assert manifest["status"] == "complete" and manifest["run_id"] == latest["run_id"]
+    devices: dict[str, dict[str, object]] = {}
+    findings: dict[tuple[str, int], dict[str, object]] = {}
+    device_count = finding_count = 0
+    for path in manifest["files"]:
+        data = sink.read(path)
+        assert data is not None, f"manifest lists {path} but it does not exist"
+        for line in data.decode().splitlines():
+            record = json.loads(line)
+            if "/devices/" in path:
+                device_count += 1
+                devices[str(record["asset_id"])] = record
+            else:
+                finding_count += 1
+                findings[(str(record["asset_id"]), int(record["qid"]))] = record
+    assert device_count == len(devices), "duplicate asset_id in a complete run"
+    assert finding_count == len(findings), "duplicate (asset_id, qid) in a complete run"
+    assert manifest["counts"] == {"devices": device_count, "findings": finding_count}
+    return Run(manifest, devices, findings, device_count, finding_count)
+
+
+def assert_matches_truth(run: Run, estate: Estate) -> None:
+    window = run.manifest["window"]
+    assert isinstance(window, dict)
+    cutoff = parse_datetime(str(window["modified_after"]))
+    assert cutoff is not None
+    devices, findings = expected_run(estate, cutoff)
+    assert set(run.devices) == set(devices)
+    for asset_id, record in devices.items():
+        assert run.devices[asset_id] == record, asset_id
+    assert set(run.findings) == set(findings)
+    for key, record in findings.items():
+        assert run.findings[key] == record, key
+
+
+def estate_in_past(assets: int, seed: int = 11, hours_ago: int = 3) -> Estate:
+    """An estate whose latest change is older than the incremental overlap, so a re-run sees no change."""
+    from datetime import timedelta
+
+    return Estate.generate(assets=assets, seed=seed, now=datetime.now(UTC) - timedelta(hours=hours_ago))

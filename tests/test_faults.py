@@ -1,0 +1,141 @@
+"""Faults injected mid-run: retryable ones still give the exact result, the rest stop cleanly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qualys.client import QualysClient
+from qualys.config import Secret
+from qualys.errors import (
+    AuthenticationError,
+    KnowledgeBasePermissionError,
+    PermissionDeniedError,
+    QualysApiError,
+    RateLimitExhaustedError,
+    TemporaryFailureError,
+)
+from qualys.retry import RetryPolicy
+from qualys.simulator.server import Fault, QualysSimulator
+from qualys.sinks import LocalSink
+from qualys.sync import CHECKPOINT_PATH, run_sync
+from tests.helpers import FAST_RETRY, PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest, settings_for
+
+
+@pytest.fixture(scope="module")
+def estate_seed() -> int:
+    return 23
+
+
+@pytest.fixture
+def simulator(estate_seed: int) -> QualysSimulator:
+    with QualysSimulator(estate_in_past(160, seed=estate_seed), username=USER, password=PASSWORD) as sim:
+        yield sim
+
+
+def sync(simulator: QualysSimulator, out: Path, retry: RetryPolicy = FAST_RETRY) -> None:
+    client = QualysClient(simulator.url, USER, Secret(PASSWORD), retry=retry)
+    run_sync(settings_for(simulator, str(out), page_size=20), client=client)
+
+
+RETRYABLE = [
+    ("hostasset", "http_429"),
+    ("hostasset", "http_503"),
+    ("hostasset", "http_502"),
+    ("hostasset", "reset_mid_body"),
+    ("hostasset", "truncated_body"),
+    ("hostasset", "rate_limit_1965"),
+    ("kb", "concurrency_1960"),
+    ("kb", "code_1920"),
+    ("kb", "rate_limit_1965"),
+    ("kb", "http_429"),
+    ("kb", "reset_mid_body"),
+    ("kb", "truncated_body"),
+    ("kb", "http_500"),
+    ("tag", "http_503"),
+    ("tag", "reset_mid_body"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "kind"), RETRYABLE)
+def test_retryable_fault_mid_run_gives_exact_result(simulator: QualysSimulator, tmp_path: Path, endpoint: str, kind: str) -> None:
+    skip = 2 if endpoint == "hostasset" else 0
+    simulator.inject(Fault(endpoint=endpoint, kind=kind, times=2, skip=skip, wait_seconds=0.2))
+    sync(simulator, tmp_path)
+    assert_matches_truth(read_latest(LocalSink(tmp_path)), simulator.estate)
+    faulted = [r for r in simulator.requests if r.fault == kind]
+    assert len(faulted) == 2, [(r.endpoint, r.fault) for r in simulator.requests]
+
+
+@pytest.mark.parametrize(("kind", "seconds"), [("http_429", 1.0), ("rate_limit_1965", 1.5), ("http_503", 1.0)])
+def test_announced_waits_are_honoured(simulator: QualysSimulator, tmp_path: Path, kind: str, seconds: float) -> None:
+    simulator.inject(Fault(endpoint="hostasset", kind=kind, times=1, skip=1, wait_seconds=seconds))
+    sync(simulator, tmp_path)
+    log = [r for r in simulator.requests if r.endpoint == "hostasset"]
+    index = next(i for i, r in enumerate(log) if r.fault == kind)
+    gap = log[index + 1].started - log[index].ended
+    assert gap >= seconds * 0.95, gap
+    assert gap < seconds + 2.0, gap
+    assert_matches_truth(read_latest(LocalSink(tmp_path)), simulator.estate)
+
+
+NON_RETRYABLE = [
+    ("hostasset", "http_401", AuthenticationError, "user name or password"),
+    ("hostasset", "qps_unauthorized", PermissionDeniedError, "Read Asset"),
+    ("hostasset", "http_403", PermissionDeniedError, "Read Asset"),
+    ("hostasset", "http_404", QualysApiError, "QUALYS_API_URL"),
+    ("kb", "kb_permission", KnowledgeBasePermissionError, "KnowledgeBase permission"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "kind", "error", "words"), NON_RETRYABLE)
+def test_non_retryable_error_stops_without_a_new_complete_run(
+    simulator: QualysSimulator, tmp_path: Path, endpoint: str, kind: str, error: type[Exception], words: str
+) -> None:
+    sync(simulator, tmp_path)
+    first = read_latest(LocalSink(tmp_path)).manifest["run_id"]
+    # the second run's first KB call is the cache delta; its second hostasset call is page 2
+    simulator.inject(Fault(endpoint=endpoint, kind=kind, times=1, skip=1 if endpoint == "hostasset" else 0))
+    client = QualysClient(simulator.url, USER, Secret(PASSWORD), retry=FAST_RETRY)
+    with pytest.raises(error) as caught:
+        run_sync(settings_for(simulator, str(tmp_path), page_size=20), full=True, client=client)
+    message = str(caught.value)
+    assert words in message and "\n" not in message and PASSWORD not in message
+    assert read_latest(LocalSink(tmp_path)).manifest["run_id"] == first  # no new complete run
+    assert (tmp_path / CHECKPOINT_PATH).exists()
+    # the failed run is resumed and completes exactly
+    sync(simulator, tmp_path)
+    run = read_latest(LocalSink(tmp_path))
+    assert run.manifest["run_id"] != first and run.manifest["resumes"] == 1
+    assert_matches_truth(run, simulator.estate)
+
+
+def test_retries_exhausted_on_rate_limits(simulator: QualysSimulator, tmp_path: Path) -> None:
+    simulator.inject(Fault(endpoint="hostasset", kind="http_429", times=100, wait_seconds=0.05))
+    with pytest.raises(RateLimitExhaustedError, match="dedicated Qualys API user"):
+        sync(simulator, tmp_path)
+    assert len([r for r in simulator.requests if r.fault == "http_429"]) == FAST_RETRY.max_attempts
+
+
+def test_a_wait_beyond_the_budget_fails_at_once(simulator: QualysSimulator, tmp_path: Path) -> None:
+    simulator.inject(Fault(endpoint="kb", kind="rate_limit_1965", times=1, wait_seconds=86000))
+    with pytest.raises(RateLimitExhaustedError, match="86000 s"):
+        sync(simulator, tmp_path)
+    assert len([r for r in simulator.requests if r.fault == "rate_limit_1965"]) == 1
+
+
+def test_temporary_failures_exhausted(simulator: QualysSimulator, tmp_path: Path) -> None:
+    simulator.inject(Fault(endpoint="*", kind="http_503", times=100))
+    with pytest.raises(TemporaryFailureError, match="allow-listed"):
+        sync(simulator, tmp_path)
+
+
+def test_connection_refused_is_a_temporary_failure(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    client = QualysClient(f"http://127.0.0.1:{free_port()}", USER, Secret(PASSWORD), retry=FAST_RETRY)
+    from qualys.assets import fetch_page
+
+    with pytest.raises(TemporaryFailureError, match="connection failed"):
+        fetch_page(client, "2026-01-01T00:00:00Z", 10, None)
