@@ -48,6 +48,37 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate the configured connection (settings + vault or environment credentials)."""
+    from qualys.config import SettingsReader, normalize_api_url
+    from qualys.credentials import load_credentials
+    from qualys.validation import invalid_url_report, validate_connection
+
+    reader = SettingsReader()
+    try:
+        credentials = load_credentials(reader)
+        api_url = normalize_api_url(
+            args.api_url or credentials.api_url or reader.require("QUALYS_API_URL", "Set it or pass --api-url.")
+        )
+        report = validate_connection(api_url, args.username or credentials.username, credentials.password)
+    except ConfigError as error:
+        report = invalid_url_report(args.api_url, error)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(f"Qualys connection to {report.api_url or '(no URL)'}: {'OK' if report.ok else 'FAILED'}")
+        for check in report.checks:
+            status = "ok " if check.ok else "FAIL"
+            seen = ", ".join(x for x in (f"HTTP {check.http_status}" if check.http_status else "",
+                                         f"code {check.qualys_code}" if check.qualys_code else "") if x)
+            print(f"  [{status}] {check.name}" + (f" ({seen})" if seen else ""))
+            if not check.ok:
+                print(f"         cause:  {check.cause}")
+                if check.action:
+                    print(f"         action: {check.action}")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from qualys.demo import run_demo
 
@@ -67,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--full", action="store_true", help="ignore the last run and cover the whole lookback window")
     sync.add_argument("--json", action="store_true", help="print the run summary as JSON")
     sync.set_defaults(handler=cmd_sync)
+
+    validate = commands.add_parser("validate", help="check the connection the way the Qualys troubleshooting guide does")
+    validate.add_argument("--api-url", help="Qualys API server (default: vault qualys-api-url, else QUALYS_API_URL)")
+    validate.add_argument("--username", help="Qualys API user (default: vault or QUALYS_USERNAME)")
+    validate.add_argument("--json", action="store_true", help="print exactly the JSON report on stdout")
+    validate.set_defaults(handler=cmd_validate)
 
     demo = commands.add_parser("demo", help="sync from the bundled Qualys simulator into a local folder")
     demo.add_argument("--assets", type=int, default=300, help="simulated host assets (default 300)")
