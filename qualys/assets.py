@@ -9,20 +9,16 @@ lists is dropped as it streams by.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape
 
 from qualys.client import QualysClient, qps_response_error
 from qualys.errors import ResponseFormatError
-from qualys.xmlstream import Readable, child_text, iter_events, text_of
+from qualys.xmlstream import Readable, feed_target
 
 HOSTASSET_SEARCH_PATH = "/qps/rest/2.0/search/am/hostasset"
 ENDPOINT = "hostasset"
-#: Children of HostAsset that hold bulky inventory we do not keep; cleared as they end.
-_BULK_ITEMS = frozenset(
-    {"HostAssetSoftware", "HostAssetOpenPort", "HostAssetAccount", "HostAssetVolume", "HostAssetProcessor"}
-)
 
 
 @dataclass(frozen=True)
@@ -91,113 +87,183 @@ def search_request(modified_after: str, page_size: int, after_id: int | None, be
 
 
 def fetch_page(
-    client: QualysClient, modified_after: str, page_size: int, after_id: int | None, before_id: int | None = None
+    client: QualysClient,
+    modified_after: str,
+    page_size: int,
+    after_id: int | None,
+    before_id: int | None = None,
+    on_header: HeaderCallback | None = None,
 ) -> AssetPage:
-    """One page of host assets modified after ``modified_after`` with id > ``after_id``."""
+    """One page of host assets modified after ``modified_after`` with id > ``after_id``.
+
+    ``on_header(has_more, last_id)`` is called as soon as the page's header is
+    read, before its records: the caller may request the next page meanwhile.
+    """
     return client.call(
         "POST",
         HOSTASSET_SEARCH_PATH,
-        parse_page,
+        lambda body: parse_page(body, on_header),
         data=search_request(modified_after, page_size, after_id, before_id),
         content_type="text/xml",
         endpoint=ENDPOINT,
     )
 
 
-def parse_page(body: Readable) -> AssetPage:
-    """Parse a hostasset search response without holding more than one asset in memory."""
-    stack: list[str] = []
-    data_element: Element | None = None
-    response_code: str | None = None
-    error_message: str | None = None
-    has_more = False
-    last_id: int | None = None
-    assets: list[RawAsset] = []
-    for event, element in iter_events(body):
-        if event == "start":
-            stack.append(element.tag)
-            if len(stack) == 1 and element.tag != "ServiceResponse":
-                raise ResponseFormatError(
-                    f"Expected a Qualys ServiceResponse, got <{element.tag}>.",
-                    "Check QUALYS_API_URL: it must be the Qualys API server.",
-                )
-            if len(stack) == 2 and element.tag == "data":
-                data_element = element
-            continue
-        depth = len(stack)
-        stack.pop()
+#: HostAsset children kept as text, by element name -> RawAsset attribute.
+_SCALARS = {
+    "id": "id", "name": "name", "created": "created", "modified": "modified", "qwebHostId": "qweb_host_id",
+    "fqdn": "fqdn", "dnsHostName": "dns_host_name", "netbiosName": "netbios_name", "address": "address",
+    "os": "os", "trackingMethod": "tracking_method", "lastVulnScan": "last_vuln_scan",
+}
+#: HostAsset/<section>/list/<Item>/<field>: the fields kept per list item. Only direct children of
+#: HostAsset count, so the <tags> nested in sourceInfo (EC2/Azure instance tags) are never mistaken.
+_SECTIONS = {
+    "tags": frozenset({"id", "name"}),
+    "networkInterface": frozenset({"address", "macAddress", "gatewayAddress"}),
+    "sourceInfo": frozenset({"privateIpAddress", "publicIpAddress", "macAddress"}),
+    "vuln": frozenset({"qid", "hostInstanceVulnId", "firstFound", "lastFound"}),
+}
+_ROOT_FIELDS = frozenset({"responseCode", "hasMoreRecords", "lastId"})
+HeaderCallback = Callable[[bool, "int | None"], None]
+
+
+class _HostAssetTarget:
+    """Parser callbacks for a hostasset search: keeps the connector's fields, lets the rest stream by.
+
+    Depths: 1 ServiceResponse, 2 data/responseCode/..., 3 HostAsset, 4 its fields,
+    5 agentInfo/agentId or <section>/list, 6 list item, 7 item field.
+    """
+
+    def __init__(self, on_header: HeaderCallback | None) -> None:
+        self.path: list[str] = []
+        self.text: list[str] | None = None
+        self.root: dict[str, str | None] = {}
+        self.error_message: str | None = None
+        self.assets: list[RawAsset] = []
+        self.fields: dict[str, str | None] = {}
+        self.item: dict[str, str | None] = {}
+        self.section_items: dict[str, list[dict[str, str | None]]] = {}
+        self._on_header = on_header
+        self._header_sent = False
+
+    def _wanted(self, depth: int, tag: str) -> bool:
+        path = self.path
+        if depth == 4:
+            return path[2] == "HostAsset" and tag in _SCALARS
+        if depth == 7:
+            wanted = _SECTIONS.get(path[3])
+            return wanted is not None and tag in wanted and path[4] == "list" and path[2] == "HostAsset"
+        if depth == 5:
+            return tag == "agentId" and path[3] == "agentInfo"
         if depth == 2:
-            if element.tag == "responseCode":
-                response_code = text_of(element)
-            elif element.tag == "hasMoreRecords":
-                has_more = (text_of(element) or "").lower() == "true"
-            elif element.tag == "lastId":
-                last_id = _int_or_none(text_of(element))
-            elif element.tag == "responseErrorDetails":
-                error_message = child_text(element, "errorMessage")
-        elif depth == 3 and element.tag == "HostAsset" and data_element is not None:
-            assets.append(asset_from_element(element))
-            data_element.remove(element)
-        elif element.tag in _BULK_ITEMS:
-            element.clear()
+            return tag in _ROOT_FIELDS
+        return depth == 3 and tag == "errorMessage" and path[1] == "responseErrorDetails"
+
+    def start(self, tag: str, attrib: list[str], /) -> None:
+        self.path.append(tag)
+        depth = len(self.path)
+        if depth == 1 and tag != "ServiceResponse":
+            raise ResponseFormatError(
+                f"Expected a Qualys ServiceResponse, got <{tag}>.", "Check QUALYS_API_URL: it must be the Qualys API server."
+            )
+        if depth == 2 and tag == "data":
+            self.header()
+        elif depth == 3 and tag == "HostAsset":
+            self.fields = {}
+            self.section_items = {}
+        elif depth == 6:
+            self.item = {}
+        self.text = [] if self._wanted(depth, tag) else None
+
+    def data(self, text: str, /) -> None:
+        if self.text is not None:
+            self.text.append(text)
+
+    def end(self, tag: str, /) -> None:
+        depth = len(self.path)
+        if self.text is not None:
+            value = "".join(self.text).strip() or None
+            self.text = None
+            if depth == 4 or depth == 5:
+                self.fields[tag] = value
+            elif depth == 7:
+                self.item[tag] = value
+            elif depth == 2:
+                self.root[tag] = value
+            else:
+                self.error_message = value
+        elif depth == 6 and self.path[2] == "HostAsset" and self.path[3] in _SECTIONS:
+            self.section_items.setdefault(self.path[3], []).append(self.item)
+        elif depth == 3 and tag == "HostAsset":
+            self.assets.append(_asset_from_fields(self.fields, self.section_items))
+        self.path.pop()
+
+    def close(self) -> None:
+        self.header()
+
+    @property
+    def has_more(self) -> bool:
+        return (self.root.get("hasMoreRecords") or "").lower() == "true"
+
+    @property
+    def last_id(self) -> int | None:
+        return _int_or_none(self.root.get("lastId"))
+
+    def header(self) -> None:
+        """``hasMoreRecords``/``lastId`` precede ``<data>``: the next page can be requested now."""
+        if not self._header_sent and self._on_header is not None and self.root.get("responseCode") == "SUCCESS":
+            self._header_sent = True
+            self._on_header(self.has_more, self.last_id)
+
+
+def parse_page(body: Readable, on_header: HeaderCallback | None = None) -> AssetPage:
+    """Parse a hostasset search response, keeping only the connector's fields (memory flat in page size)."""
+    target = _HostAssetTarget(on_header)
+    feed_target(body, target)
+    response_code = target.root.get("responseCode")
     if response_code != "SUCCESS":
-        raise qps_response_error(response_code or "(none)", error_message, ENDPOINT)
-    return AssetPage(assets, has_more, last_id)
+        raise qps_response_error(response_code or "(none)", target.error_message, ENDPOINT)
+    return AssetPage(target.assets, target.has_more, target.last_id)
 
 
-def asset_from_element(host: Element) -> RawAsset:
-    """Pick the connector's fields out of one ``<HostAsset>`` element."""
-    asset_id = _int_or_none(child_text(host, "id"))
+def _asset_from_fields(fields: dict[str, str | None], sections: dict[str, list[dict[str, str | None]]]) -> RawAsset:
+    asset_id = _int_or_none(fields.get("id"))
     if asset_id is None:
         raise ResponseFormatError("A Qualys HostAsset has no numeric <id>.", "Report this response to the maintainers.")
     asset = RawAsset(
         id=asset_id,
-        qweb_host_id=child_text(host, "qwebHostId"),
-        agent_id=child_text(host, "agentInfo/agentId"),
-        name=child_text(host, "name"),
-        fqdn=child_text(host, "fqdn"),
-        dns_host_name=child_text(host, "dnsHostName"),
-        netbios_name=child_text(host, "netbiosName"),
-        address=child_text(host, "address"),
-        os=child_text(host, "os"),
-        tracking_method=child_text(host, "trackingMethod"),
-        created=child_text(host, "created"),
-        modified=child_text(host, "modified"),
-        last_vuln_scan=child_text(host, "lastVulnScan"),
+        qweb_host_id=fields.get("qwebHostId"),
+        agent_id=fields.get("agentId"),
+        name=fields.get("name"),
+        fqdn=fields.get("fqdn"),
+        dns_host_name=fields.get("dnsHostName"),
+        netbios_name=fields.get("netbiosName"),
+        address=fields.get("address"),
+        os=fields.get("os"),
+        tracking_method=fields.get("trackingMethod"),
+        created=fields.get("created"),
+        modified=fields.get("modified"),
+        last_vuln_scan=fields.get("lastVulnScan"),
     )
-    # Direct children only: sourceInfo nests its own <tags> (EC2/Azure instance tags).
-    for tag in host.iterfind("tags/list/TagSimple"):
-        tag_id = child_text(tag, "id")
-        if tag_id:
-            asset.tags.append((tag_id, child_text(tag, "name")))
-    for interface in host.iterfind("networkInterface/list/HostAssetInterface"):
+    for tag in sections.get("tags", ()):
+        if tag.get("id"):
+            asset.tags.append((str(tag["id"]), tag.get("name")))
+    for interface in sections.get("networkInterface", ()):
         asset.interfaces.append(
             RawInterface(
-                address=child_text(interface, "address"),
-                mac=child_text(interface, "macAddress"),
-                gateway=child_text(interface, "gatewayAddress"),
+                address=interface.get("address"), mac=interface.get("macAddress"), gateway=interface.get("gatewayAddress")
             )
         )
-    for source in host.iterfind("sourceInfo/list/*"):
-        for ip_field in ("privateIpAddress", "publicIpAddress"):
-            ip = child_text(source, ip_field)
-            if ip:
-                asset.cloud_ips.append(ip)
-        mac = child_text(source, "macAddress")
-        if mac:
-            asset.cloud_macs.append(mac)
-    for vuln in host.iterfind("vuln/list/HostAssetVuln"):
-        qid = _int_or_none(child_text(vuln, "qid"))
-        if qid is None:
-            continue
-        asset.findings.append(
-            RawFinding(
-                qid=qid,
-                host_instance_vuln_id=child_text(vuln, "hostInstanceVulnId"),
-                first_found=child_text(vuln, "firstFound"),
-                last_found=child_text(vuln, "lastFound"),
+    for source in sections.get("sourceInfo", ()):
+        asset.cloud_ips.extend(ip for ip in (source.get("privateIpAddress"), source.get("publicIpAddress")) if ip)
+        if source.get("macAddress"):
+            asset.cloud_macs.append(str(source["macAddress"]))
+    for vuln in sections.get("vuln", ()):
+        qid = _int_or_none(vuln.get("qid"))
+        if qid is not None:
+            asset.findings.append(
+                RawFinding(qid, vuln.get("hostInstanceVulnId"), vuln.get("firstFound"), vuln.get("lastFound"))
             )
-        )
     return asset
 
 

@@ -225,8 +225,9 @@ class QualysClient:
         self._session = requests.Session()
         self._session.auth = (username, password.reveal())
         self._session.headers.update({"X-Requested-With": USER_AGENT, "User-Agent": USER_AGENT})
-        # Redirects are never followed: a redirect could carry the Basic credentials elsewhere.
-        self._session.max_redirects = 0
+        # Redirects are never followed (allow_redirects=False on every request): a redirect could carry the
+        # Basic credentials elsewhere. Not max_redirects=0: requests then raises TooManyRedirects on any 3xx
+        # while computing Response.next, instead of handing us the answer to turn into a QualysApiError.
         self._api_limiter = ConcurrencyLimiter(1)
         self._lock = threading.Lock()
         self._not_before = 0.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 
 from qualys.config import Secret, SettingsReader, normalize_api_url
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 #: {"apiUrl", "username", "password"} fits in far less; anything larger is not a connection request.
 MAX_BODY_BYTES = 4096
 Response = tuple[int, dict[str, object]]
+#: ``user:password@`` right after the scheme of a URL (the part a refused apiUrl must not echo).
+_USERINFO = re.compile(r"(?<=://)[^/?#@]*@")
 
 
 class HttpProblem(Exception):
@@ -65,11 +68,19 @@ def caller_connection(body: dict[str, object], reader: SettingsReader) -> Caller
         raise HttpProblem.message(400, "Give apiUrl, username and password together (strings).")
     if len(username) > 256 or len(password) > 1024:
         raise HttpProblem.message(400, "username or password is too long.")
+    raw_url = body.get("apiUrl")
     try:
-        api_url = check_caller_api_url(body.get("apiUrl"), allowed_hosts(reader.get("QUALYS_ALLOWED_HOSTS")))
+        api_url = check_caller_api_url(raw_url, allowed_hosts(reader.get("QUALYS_ALLOWED_HOSTS")))
     except ConfigError as error:
-        raise HttpProblem(400, invalid_url_report(body.get("apiUrl"), error).to_dict()) from None
+        raise HttpProblem(400, invalid_url_report(_echoable(raw_url, password), error).to_dict()) from None
     return CallerConnection(api_url, username.strip(), Secret(password))
+
+
+def _echoable(raw_url: object, password: str) -> object:
+    """A refused apiUrl as it may be echoed: without user information and without the password anywhere."""
+    if not isinstance(raw_url, str):
+        return raw_url
+    return _USERINFO.sub("***@", raw_url).replace(password, "***")
 
 
 def handle_validate(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from qualys.client import QualysClient
 from qualys.errors import SinkError
@@ -19,6 +20,8 @@ from qualys.sinks import Sink, read_json, write_json
 log = logging.getLogger(__name__)
 
 KB_DIR = "state/kb/"
+#: Upper bound of KnowledgeBase calls in flight; the client's limiter enforces Qualys's actual limit.
+KB_PARALLEL_BATCHES = 4
 REFRESH_PATH = "state/kb-refresh.json"
 
 
@@ -56,6 +59,7 @@ class KnowledgeBaseCache:
     def _store(self, entries: list[KbEntry]) -> None:
         if not entries:
             return
+        self.fetched += len(entries)
         self._shard += 1
         body = "".join(entry.to_json() + "\n" for entry in entries).encode()
         self._sink.write(f"{KB_DIR}{self._run_id}-{self._shard:05d}.jsonl", body, "application/x-ndjson")
@@ -65,10 +69,14 @@ class KnowledgeBaseCache:
     def ensure(self, client: QualysClient, qids: Iterable[int]) -> None:
         """Fetch QIDs the cache does not hold yet, in batches, and persist them."""
         missing = sorted({qid for qid in qids if qid not in self._entries})
-        for batch in batched(missing, self._batch_size):
-            entries = fetch_entries(client, batch)
-            self.fetched += len(entries)
-            self._store(entries)
+        batches = list(batched(missing, self._batch_size))
+        if len(batches) == 1:
+            self._store(fetch_entries(client, batches[0]))
+            return
+        # Several batches: run them side by side; the client caps them at X-Concurrency-Limit-Limit.
+        with ThreadPoolExecutor(max_workers=KB_PARALLEL_BATCHES, thread_name_prefix="qualys-kb") as pool:
+            for entries in pool.map(lambda batch: fetch_entries(client, batch), batches):
+                self._store(entries)
 
     def refresh(self, client: QualysClient) -> int:
         """Apply KnowledgeBase changes since the last refresh to the cached QIDs; returns how many changed."""

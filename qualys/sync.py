@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from qualys.assets import AssetPage, RawAsset, fetch_page
+from qualys.assets import AssetPage, RawAsset
 from qualys.client import QualysClient
 from qualys.config import SyncSettings
-from qualys.errors import ConnectorError, SinkError
+from qualys.errors import SinkError
 from qualys.kb_cache import KnowledgeBaseCache
 from qualys.normalize import device_record, finding_records, iso_utc, parse_datetime
+from qualys.paging import PagePrefetcher, next_after_id
 from qualys.retry import RetryPolicy
 from qualys.sinks import LockHandle, Sink, read_json, write_json
 from qualys.tags import TagCriticality
@@ -178,33 +179,19 @@ class SyncRun:
         kb.refresh(self.client)
         tags = TagCriticality(self.client)
         cutoff = parse_datetime(checkpoint.modified_after)
-        while True:
-            page = fetch_page(
-                self.client, checkpoint.modified_after, self.settings.page_size, checkpoint.after_id
-            )
+        pages = PagePrefetcher(self.client, checkpoint.modified_after, self.settings.page_size, checkpoint.after_id)
+        for page in pages.pages():
             assets = self._in_window(page, checkpoint, cutoff)
             tags.resolve(tag_id for asset in assets for tag_id, _ in asset.tags)
             kb.ensure(self.client, (f.qid for asset in assets for f in asset.findings))
             self._write_page(checkpoint, assets, tags, kb)
-            checkpoint.after_id = self._next_after_id(page, checkpoint.after_id)
+            checkpoint.after_id = next_after_id(page, checkpoint.after_id)
             checkpoint.pages += 1
             lock.check()
             write_json(self.sink, CHECKPOINT_PATH, checkpoint.to_dict())
             if self._progress:
                 self._progress(Progress(checkpoint.pages, checkpoint.devices, checkpoint.findings))
-            if not page.has_more:
-                break
         kb.compact(refreshed_at=checkpoint.started_at)
-
-    @staticmethod
-    def _next_after_id(page: AssetPage, after_id: int | None) -> int | None:
-        last = page.last_id if page.last_id is not None else max((a.id for a in page.assets), default=None)
-        if page.has_more and (last is None or (after_id is not None and last <= after_id)):
-            raise ConnectorError(
-                "Qualys said more host assets follow but gave no next id; stopping to avoid a loop.",
-                "Report this to the maintainers with the run id.",
-            )
-        return last if last is not None else after_id
 
     @staticmethod
     def _in_window(page: AssetPage, checkpoint: Checkpoint, cutoff: datetime | None) -> list[RawAsset]:
