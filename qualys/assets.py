@@ -164,7 +164,8 @@ class _HostAssetTarget:
         depth = len(self.path)
         if depth == 1 and tag != "ServiceResponse":
             raise ResponseFormatError(
-                f"Expected a Qualys ServiceResponse, got <{tag}>.", "Check QUALYS_API_URL: it must be the Qualys API server."
+                f"Expected a Qualys ServiceResponse, got <{tag}>.",
+                "Check the API URL (QUALYS_API_URL): it must be the Qualys API server.",
             )
         if depth == 2 and tag == "data":
             self.header()

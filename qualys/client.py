@@ -69,14 +69,18 @@ PLATFORM_HINT = "see https://www.qualys.com/platform-identification/ or Qualys H
 
 
 class BodyReader:
-    """File-like view of a streamed response body that counts bytes."""
+    """File-like view of a streamed response body that counts bytes and enforces an overall deadline."""
 
-    def __init__(self, response: requests.Response, on_bytes: Callable[[int], None]) -> None:
+    def __init__(self, response: requests.Response, on_bytes: Callable[[int], None], deadline: float | None = None) -> None:
         self._raw = response.raw
         self._on_bytes = on_bytes
+        self._deadline = deadline
 
     def read(self, size: int = -1, /) -> bytes:
-        chunk: bytes = self._raw.read(None if size < 0 else size, decode_content=True)
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise TimeoutError("the response took longer than the call's overall time limit")
+        # read1: whatever has arrived (up to size), so a slow trickle cannot hold one read past the deadline.
+        chunk: bytes = self._raw.read1(None if size < 0 else size, decode_content=True)
         self._on_bytes(len(chunk))
         return chunk
 
@@ -163,7 +167,7 @@ def qps_response_error(response_code: str, message: str | None, endpoint: str) -
     if response_code == "INVALID_CREDENTIALS":
         return AuthenticationError(
             f"Qualys rejected the user name or password (responseCode INVALID_CREDENTIALS){detail}.",
-            "Check the credentials and that QUALYS_API_URL is your platform's API server.",
+            "Check the credentials, and that the API URL (QUALYS_API_URL) is your platform's API server.",
             http_status=200, qualys_code=response_code, endpoint=endpoint,
         )
     if response_code in ("UNAUTHORIZED", "FORBIDDEN"):
@@ -216,12 +220,15 @@ class QualysClient:
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
         read_timeout: float = READ_TIMEOUT_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
+        call_deadline: float | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.stats = ClientStats()
         self._timeout = (connect_timeout, read_timeout)
         self._sleep = sleep
+        #: Seconds one call (all attempts, waits and body included) may take; None = no overall limit.
+        self._call_deadline = call_deadline
         self._session = requests.Session()
         self._session.auth = (username, password.reveal())
         self._session.headers.update({"X-Requested-With": USER_AGENT, "User-Agent": USER_AGENT})
@@ -255,19 +262,22 @@ class QualysClient:
     ) -> T:
         """Send one request (with retries) and return ``parse(body)`` of the successful answer."""
         attempt = 0
+        deadline = time.monotonic() + self._call_deadline if self._call_deadline is not None else None
         while True:
             attempt += 1
             try:
-                return self._attempt(method, path, parse, data, content_type, endpoint)
+                return self._attempt(method, path, parse, data, content_type, endpoint, deadline)
             except _Retry as retry:
-                self._before_retry(retry, attempt, endpoint)
+                self._before_retry(retry, attempt, endpoint, deadline)
 
-    def _before_retry(self, retry: _Retry, attempt: int, endpoint: str) -> None:
+    def _before_retry(self, retry: _Retry, attempt: int, endpoint: str, deadline: float | None) -> None:
         policy = self.retry
         wait = retry.wait if retry.wait is not None else policy.backoff(attempt)
         with self._lock:
             waited = self.stats.waited_seconds
         exhausted = attempt >= policy.max_attempts or waited + wait > policy.max_total_wait
+        if deadline is not None and time.monotonic() + wait >= deadline:
+            exhausted = True
         if exhausted:
             raise self._exhausted_error(retry, attempt, wait, waited, endpoint)
         log.warning("Qualys %s: %s; retry %d in %.1f s", endpoint, retry.reason, attempt, wait)
@@ -291,7 +301,7 @@ class QualysClient:
             )
         return TemporaryFailureError(
             f"Qualys could not be reached or failed temporarily at {endpoint} ({retry.reason}); {budget}.",
-            f"Check QUALYS_API_URL ({self.api_url}) and that the connector's outbound IPs are allow-listed "
+            f"Check the API URL ({self.api_url}) and that the connector's outbound IPs are allow-listed "
             "in Qualys; the next run resumes where this one stopped.",
             http_status=retry.status, qualys_code=retry.code, endpoint=endpoint,
         )
@@ -304,13 +314,14 @@ class QualysClient:
         data: bytes | Mapping[str, str] | None,
         content_type: str | None,
         endpoint: str,
+        deadline: float | None,
     ) -> T:
         limited = path.startswith(API_V2_PREFIX)
         self._respect_rate_window()
         if limited:
             with self._api_limiter:
-                return self._send(method, path, parse, data, content_type, endpoint)
-        return self._send(method, path, parse, data, content_type, endpoint)
+                return self._send(method, path, parse, data, content_type, endpoint, deadline)
+        return self._send(method, path, parse, data, content_type, endpoint, deadline)
 
     def _respect_rate_window(self) -> None:
         """Wait when the last answer said the rate window is used up (X-RateLimit-Remaining 0)."""
@@ -329,6 +340,7 @@ class QualysClient:
         data: bytes | Mapping[str, str] | None,
         content_type: str | None,
         endpoint: str,
+        deadline: float | None,
     ) -> T:
         headers = {"Content-Type": content_type} if content_type else {}
         with self._lock:
@@ -346,7 +358,7 @@ class QualysClient:
             self._learn_limits(response, path)
             if 200 <= response.status_code < 300:
                 try:
-                    return parse(BodyReader(response, self._count_bytes))
+                    return parse(BodyReader(response, self._count_bytes, deadline))
                 except _BODY_TRANSPORT_ERRORS as exc:
                     raise _Retry(f"body cut off: {_short(exc)}", None, False, response.status_code, None) from exc
             raise self._refusal(response, endpoint)
@@ -394,7 +406,7 @@ class QualysClient:
             target = response.headers.get("Location", "?")
             return QualysApiError(
                 f"Qualys answered with a redirect ({how}) to {_host_of(target)}; redirects are not followed.",
-                f"Set QUALYS_API_URL to the API server itself ({PLATFORM_HINT}).",
+                f"Set the API URL (QUALYS_API_URL) to the API server itself ({PLATFORM_HINT}).",
                 http_status=status, qualys_code=code, endpoint=endpoint,
             )
         if status == 401:
@@ -406,7 +418,7 @@ class QualysClient:
                 )
             return AuthenticationError(
                 f"Qualys rejected the user name or password ({how}{text}).",
-                "Check the credentials, and that QUALYS_API_URL is your platform's API server: a wrong "
+                "Check the credentials, and that the API URL (QUALYS_API_URL) is your platform's API server: a wrong "
                 f"platform also answers 'Bad Login/Password' ({PLATFORM_HINT}).",
                 http_status=status, qualys_code=code, endpoint=endpoint,
             )
@@ -415,7 +427,7 @@ class QualysClient:
         if status == 404:
             return ApiNotFoundError(
                 f"No Qualys API at {self.api_url}{response.request.path_url.split('?')[0]} (HTTP 404).",
-                "Set QUALYS_API_URL to your platform's API server, e.g. https://qualysapi.qg2.apps.qualys.com "
+                "Set the API URL (QUALYS_API_URL) to your platform's API server, e.g. https://qualysapi.qg2.apps.qualys.com "
                 f"({PLATFORM_HINT}).",
                 http_status=status, qualys_code=code, endpoint=endpoint,
             )

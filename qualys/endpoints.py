@@ -119,6 +119,8 @@ def handle_connect(
         if not parsed:
             raise HttpProblem.message(400, "Give apiUrl, username and password.")
         caller = caller_connection(parsed, settings)
+        if not settings.get("KEY_VAULT_URL"):  # say so before contacting Qualys with the credentials
+            raise HttpProblem.message(500, "KEY_VAULT_URL is not set: there is no vault to store the connection in.")
     except HttpProblem as problem:
         return problem.status, problem.payload
     except ConfigError as error:

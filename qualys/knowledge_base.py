@@ -103,7 +103,7 @@ def parse_vuln_list(body: Readable) -> list[KbEntry]:
             if len(stack) == 1 and element.tag != "KNOWLEDGE_BASE_VULN_LIST_OUTPUT":
                 raise ResponseFormatError(
                     f"Expected a KnowledgeBase list, got <{element.tag}>.",
-                    "Check QUALYS_API_URL: it must be the Qualys API server.",
+                    "Check the API URL (QUALYS_API_URL): it must be the Qualys API server.",
                 )
             if element.tag == "VULN_LIST":
                 vuln_list = element

@@ -22,6 +22,8 @@ from qualys.normalize import iso_utc
 from qualys.retry import RetryPolicy
 
 #: Bounded so the HTTP endpoint answers well inside Azure's 230 s front-end limit.
+#: One check (all attempts and waits) never takes longer than this: three steps stay far below 230 s.
+CHECK_DEADLINE_SECONDS = 60.0
 VALIDATION_RETRY = RetryPolicy(max_attempts=2, backoff_base=0.5, backoff_max=2.0, max_total_wait=5.0, concurrency_wait=2.0)
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 25.0
@@ -73,8 +75,10 @@ def _failed(name: str, error: ConnectorError) -> Check:
 def check_reachability(api_url: str) -> Check:
     """Can we open a connection and get any HTTP answer? No credentials are sent."""
     try:
+        # stream=True: the status line is enough; the body is never read.
         response = requests.get(
-            api_url + "/qps/rest/portal/version", timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False
+            api_url + "/qps/rest/portal/version", timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False,
+            stream=True,
         )
         response.close()
     except requests.exceptions.RequestException as exc:
@@ -97,7 +101,8 @@ def validate_connection(api_url: str, username: str, password: Secret) -> Valida
     if not reach.ok:
         return report
     with QualysClient(
-        api_url, username, password, retry=VALIDATION_RETRY, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT
+        api_url, username, password, retry=VALIDATION_RETRY, connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT, call_deadline=CHECK_DEADLINE_SECONDS,
     ) as client:
         since = iso_utc(datetime.now(UTC) - timedelta(days=90)) or ""
         try:

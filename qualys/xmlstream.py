@@ -60,7 +60,7 @@ def _xml_errors() -> Iterator[None]:
     except DefusedXmlException as exc:
         raise ResponseFormatError(
             f"Refused a Qualys response with forbidden XML ({type(exc).__name__}).",
-            "This is not a genuine Qualys response: check QUALYS_API_URL and any proxy in between.",
+            "This is not a genuine Qualys response: check the API URL (QUALYS_API_URL) and any proxy in between.",
         ) from exc
     except ParseError as exc:
         message = str(exc)
@@ -68,7 +68,7 @@ def _xml_errors() -> Iterator[None]:
             raise TruncatedBodyError(f"Qualys response ended early ({message}).") from exc
         raise ResponseFormatError(
             f"Qualys sent a body that is not well-formed XML ({message}).",
-            "Check QUALYS_API_URL: it must be the API server, not the web portal.",
+            "Check the API URL (QUALYS_API_URL): it must be the API server, not the web portal.",
         ) from exc
 
 

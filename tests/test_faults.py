@@ -139,3 +139,44 @@ def test_connection_refused_is_a_temporary_failure(tmp_path: Path) -> None:
 
     with pytest.raises(TemporaryFailureError, match="connection failed"):
         fetch_page(client, "2026-01-01T00:00:00Z", 10, None)
+
+
+def test_a_dripping_body_is_cut_by_the_call_deadline() -> None:
+    """A server that sends one byte at a time cannot hold a call past its overall deadline."""
+    import socket
+    import threading
+    import time
+
+    from qualys.assets import fetch_page
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def drip() -> None:
+        while not stop.is_set():
+            listener.settimeout(0.2)
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: 100000\r\n\r\n")
+                while not stop.is_set():
+                    try:
+                        conn.sendall(b" ")
+                    except OSError:
+                        break
+                    time.sleep(0.05)
+
+    threading.Thread(target=drip, daemon=True).start()
+    port = listener.getsockname()[1]
+    client = QualysClient(f"http://127.0.0.1:{port}", USER, Secret(PASSWORD), retry=FAST_RETRY, read_timeout=5, call_deadline=1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TemporaryFailureError, match="overall time limit"):
+            fetch_page(client, "2026-01-01T00:00:00Z", 10, None)
+    finally:
+        stop.set()
+    assert time.monotonic() - started < 4.0
