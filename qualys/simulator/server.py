@@ -13,21 +13,26 @@ import base64
 import binascii
 import contextlib
 import math
+import os
 import secrets
 import socket
 import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import cast
 from urllib.parse import parse_qsl, urlsplit
 
 from .estate import Estate
-from .qps import SearchError, SearchRequest, parse_search, search_assets, search_tags
+from .page_cache import PageCache
+from .qps import Criterion, SearchError, SearchRequest, parse_search, search_assets, search_tags
 from .render import (
     NOT_FOUND_HTML,
     render_hostasset_page,
@@ -121,6 +126,15 @@ class _Reply:
     content_type: str
     headers: list[tuple[str, str]] = field(default_factory=list)
     delivery: str | None = None  # reset_mid_body | truncated_body
+    #: A page-cache body: sent as ``body`` + this file's bytes + ``suffix``, the file streamed from disk.
+    file: Path | None = None
+    suffix: bytes = b""
+
+    def materialize(self) -> None:
+        """Load a file-backed body into ``body`` (for the delivery faults, which cut it in half)."""
+        if self.file is not None:
+            self.body = self.body + self.file.read_bytes() + self.suffix
+            self.file, self.suffix = None, b""
 
 
 @dataclass
@@ -166,8 +180,28 @@ def _rate_reply(seconds: int) -> _Reply:
     return _simple(409, 1965, text, {"SECONDS_TO_WAIT": str(seconds)})
 
 
+@dataclass(frozen=True)
+class WarmupReport:
+    """What :meth:`QualysSimulator.warm_page_cache` did: bodies rendered now vs found on disk."""
+
+    pages: int
+    assets: int
+    hostasset_bytes: int
+    kb_batches: int
+    kb_bytes: int
+    rendered: int
+    reused: int
+    rendered_bytes: int
+    render_seconds: float
+    seconds: float
+
+
 class QualysSimulator:
-    """The Qualys API on ``http://127.0.0.1:<port>``; serves :attr:`estate`, which tests may mutate between runs."""
+    """The Qualys API on ``http://127.0.0.1:<port>``; serves :attr:`estate`, which tests may mutate between runs.
+
+    ``page_cache_dir``: render hostasset pages and KnowledgeBase lists once into this folder and
+    stream them from disk afterwards (see :mod:`.page_cache`); None renders every answer anew.
+    """
 
     def __init__(
         self,
@@ -182,6 +216,7 @@ class QualysSimulator:
         kb_permission: bool = True,
         keepalive_prefix: bool = True,
         port: int = 0,
+        page_cache_dir: Path | None = None,
     ) -> None:
         self.estate = estate
         self.username = username
@@ -192,6 +227,7 @@ class QualysSimulator:
         self.asset_permission = asset_permission
         self.kb_permission = kb_permission
         self.keepalive_prefix = keepalive_prefix
+        self.page_cache = PageCache(Path(page_cache_dir)) if page_cache_dir is not None else None
         self.peak_concurrency: dict[str, int] = {}
         self._port = port
         self._lock = threading.Lock()
@@ -262,6 +298,67 @@ class QualysSimulator:
         with self._lock:
             self._log.clear()
             self.peak_concurrency.clear()
+
+    def reset_rate_window(self) -> None:
+        """Forget the VM-API calls counted against :attr:`rate_limit` (a new hour starts now)."""
+        with self._lock:
+            self._api_calls.clear()
+
+    # ---- page cache
+    def warm_page_cache(
+        self,
+        modified_after: datetime | None = None,
+        page_size: int = 100,
+        kb_batches: Iterable[Sequence[int]] = (),
+    ) -> WarmupReport:
+        """Render (or find on disk) every body a full-window sync will ask for, without HTTP.
+
+        Walks the hostasset keyset chain for ``updated GREATER modified_after`` (default: the
+        estate's lookback window) at ``page_size`` through the same search the server answers,
+        and caches the KnowledgeBase answer for each batch of QIDs in ``kb_batches``. Needs
+        ``page_cache_dir``.
+        """
+        cache = self.page_cache
+        if cache is None:
+            raise RuntimeError("warm_page_cache needs QualysSimulator(page_cache_dir=...)")
+        started = time.perf_counter()
+        before = replace(cache.stats)
+        cutoff = modified_after or self.estate.now - timedelta(days=self.estate.lookback_days)
+        bound = cutoff.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        pages = assets = ha_bytes = 0
+        after: int | None = None
+        while True:
+            criteria = [Criterion("updated", "GREATER", bound)]
+            if after is not None:
+                criteria.append(Criterion("id", "GREATER", str(after)))
+            page, has_more = search_assets(self.estate, SearchRequest(criteria, {"limitResults": str(page_size)}))
+            pages += 1
+            assets += len(page)
+            if page:
+                last_id = page[-1].id if has_more else None
+                ha_bytes += cache.hostasset(page, has_more=has_more, last_id=last_id, tags=self.estate.tags).stat().st_size
+            if not has_more or not page:
+                break
+            after = page[-1].id
+        n_batches = kb_bytes = 0
+        for batch in kb_batches:
+            vulns = select_kb(self.estate, {"action": "list", "details": "Basic", "ids": ",".join(map(str, batch))})
+            body = cache.kb(vulns, keepalive_prefix=self.keepalive_prefix, now=datetime.now(UTC))
+            n_batches += 1
+            kb_bytes += body.size if body is not None else 0
+        after_stats = cache.stats
+        return WarmupReport(
+            pages=pages,
+            assets=assets,
+            hostasset_bytes=ha_bytes,
+            kb_batches=n_batches,
+            kb_bytes=kb_bytes,
+            rendered=after_stats.rendered - before.rendered,
+            reused=after_stats.hits - before.hits,
+            rendered_bytes=after_stats.rendered_bytes - before.rendered_bytes,
+            render_seconds=after_stats.render_seconds - before.render_seconds,
+            seconds=time.perf_counter() - started,
+        )
 
     def _take_fault(self, endpoint: str) -> Fault | None:
         with self._lock:
@@ -438,6 +535,9 @@ class QualysSimulator:
             else:
                 page, has_more = search_assets(self.estate, search)
                 last_id = page[-1].id if has_more and page else None
+                if self.page_cache is not None and page:
+                    path = self.page_cache.hostasset(page, has_more=has_more, last_id=last_id, tags=self.estate.tags)
+                    return _Reply(200, b"", _QPS_XML, file=path)
                 body = render_hostasset_page(page, has_more=has_more, last_id=last_id, tags=self.estate.tags)
         except SearchError as err:
             body = render_qps_error("INVALID_REQUEST", err.message, err.resolution)
@@ -450,6 +550,10 @@ class QualysSimulator:
             return _simple(400, err.code, err.text)
         if not self.kb_permission:
             return _kb_permission_reply()
+        if self.page_cache is not None:
+            cached = self.page_cache.kb(vulns, keepalive_prefix=self.keepalive_prefix, now=datetime.now(UTC))
+            if cached is not None:
+                return _Reply(200, cached.head, _API_XML, file=cached.list_file, suffix=cached.tail)
         return _Reply(200, render_kb(vulns, keepalive_prefix=self.keepalive_prefix), _API_XML)
 
 
@@ -558,6 +662,10 @@ class _Handler(BaseHTTPRequestHandler):
             sim._leave(endpoint, exchange, record)
 
     def _send(self, reply: _Reply) -> int:
+        if reply.delivery is not None:
+            reply.materialize()
+        if reply.file is not None:
+            return self._send_file(reply, reply.file)
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
@@ -579,3 +687,22 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.connection.shutdown(socket.SHUT_WR)  # clean FIN, body short of Content-Length
         return len(half)
+
+    def _send_file(self, reply: _Reply, path: Path) -> int:
+        """``body`` + the file (``sendfile``, never loaded into memory) + ``suffix``."""
+        with path.open("rb") as source:
+            size = os.fstat(source.fileno()).st_size
+            total = len(reply.body) + size + len(reply.suffix)
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(total))
+            for name, value in reply.headers:
+                self.send_header(name, value)
+            self.end_headers()
+            if reply.body:
+                self.wfile.write(reply.body)
+            streamed: int = self.connection.sendfile(source)
+            sent = len(reply.body) + streamed
+        if reply.suffix:
+            self.wfile.write(reply.suffix)
+        return sent + len(reply.suffix)

@@ -1,0 +1,1 @@
+"""Benchmark of ``python -m qualys sync`` against the physical floor; run ``python -m bench.run``."""

@@ -1,0 +1,697 @@
+"""``python -m bench.run``: the sync against the physical floor, on loopback, in one invocation.
+
+For each size (default 20,000 assets, then 2,000): generate a simulated estate (fixed seed;
+a third Cloud Agent hosts of ~100 KB, the rest scanner/cloud-connector hosts; ~40 QIDs per
+asset over up to 5,000 QIDs; tags with criticality), start the Qualys simulator in this
+process with Qualys's latency and ``/api/2.0/`` concurrency limit, pre-render every body the
+sync will ask for into an on-disk page cache (``--cache-dir``), measure the simulator's
+own throughput, then run as subprocesses, one after the other:
+
+(a) the floor (:mod:`bench.floor`): the sync's requests on the best schedule the limits
+    allow, every byte read and discarded;
+(b) ``python -m qualys sync --output-dir <tmp> --json``: a full run, checked against the
+    estate truth (device ids, device and finding counts) before any figure is printed;
+(c) the same command again: an incremental run with nothing changed and a warm KB cache;
+(d) with ``--profile``: (b) again under cProfile (every thread, CPU time) into a new folder.
+
+Each phase is measured on its whole process tree: wall time, peak RSS (VmRSS of the process
+and its descendants summed every 20 ms; at least the largest VmHWM), CPU seconds (user+sys
+from ``getrusage(RUSAGE_CHILDREN)``); bytes and requests by endpoint come from the
+simulator's request log. The estate's clock is set 31-36 minutes in the past so that the
+full window and the incremental overlap both see exactly the generated changes.
+
+    .venv/bin/python -m bench.run                     # 20,000 + 2,000 assets, Qualys latencies
+    .venv/bin/python -m bench.run --assets 5000 --skip-small --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pstats
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from qualys.knowledge_base import KB_BATCH_SIZE
+from qualys.normalize import parse_datetime
+from qualys.simulator.estate import Estate
+from qualys.simulator.server import Latency, QualysSimulator
+from qualys.tags import TAG_BATCH_SIZE
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = 7
+USERNAME = "bench-user"
+PASSWORD = "bench-password"  # noqa: S105 - the local simulator's credential
+#: The estate's "now" lies 31-36 minutes behind the wall clock (rounded down to 5 minutes, so a
+#: re-run soon after reuses the page cache): more than the sync's 30-minute incremental overlap,
+#: so an incremental run sees no change, and less than the generator's 59-minute margin between the
+#: oldest in-window asset and the window's edge, so every full run sees the same assets.
+ESTATE_AGE = timedelta(minutes=31)
+ESTATE_CLOCK_STEP_MINUTES = 5
+MAX_ESTATE_AGE = timedelta(minutes=58)
+SAMPLE_SECONDS = 0.02
+MB = 1_000_000
+#: Built-ins whose time is waiting, not work: kept out of the profile's self-time ranking.
+_BLOCKING = re.compile(r"acquire|recv|sleep|wait|select|poll|SimpleQueue' objects|connect|getaddrinfo|sendall|fsync")
+MIB = 1024 * 1024
+
+
+class BenchError(Exception):
+    """The benchmark cannot report figures (a phase failed or produced a wrong result)."""
+
+
+# --------------------------------------------------------------------------- process-tree measurement
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as handle:
+                out.extend(int(x) for x in handle.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def _tree(pid: int) -> list[int]:
+    seen, todo = [pid], [pid]
+    while todo:
+        for child in _children(todo.pop()):
+            if child not in seen:
+                seen.append(child)
+                todo.append(child)
+    return seen
+
+
+def _memory_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in KiB; zeros for a process that is gone or a zombie."""
+    rss = hwm = 0
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, hwm
+
+
+class TreeSampler(threading.Thread):
+    """Polls the RSS of a process and all its descendants; keeps the largest sum."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(name="bench-rss", daemon=True)
+        self.pid = pid
+        self.peak_kib = 0
+        self.hwm_kib: dict[int, int] = {}
+        self.samples = 0
+        self.processes: set[int] = set()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.sample()
+            self._stop_event.wait(SAMPLE_SECONDS)
+
+    def sample(self) -> None:
+        total = 0
+        for pid in _tree(self.pid):
+            rss, hwm = _memory_kib(pid)
+            total += rss
+            if hwm:
+                self.processes.add(pid)
+                self.hwm_kib[pid] = max(self.hwm_kib.get(pid, 0), hwm)
+        self.peak_kib = max(self.peak_kib, total)
+        self.samples += 1
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+    @property
+    def peak_bytes(self) -> int:
+        """The sampled peak of the tree, never below the high-water mark of its largest process."""
+        return 1024 * max(self.peak_kib, max(self.hwm_kib.values(), default=0))
+
+
+@dataclass
+class Measured:
+    returncode: int
+    wall: float
+    cpu: float
+    peak_rss: int
+    processes: int
+    stdout: str
+    stderr: str
+
+
+def run_measured(cmd: Sequence[str], env: dict[str, str], workdir: Path, timeout: float | None = None) -> Measured:
+    """Run ``cmd`` to completion; wall, CPU (user+sys of the waited-for tree) and peak RSS of the tree."""
+    out_path, err_path = workdir / "stdout.txt", workdir / "stderr.txt"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=env, cwd=ROOT)
+        sampler = TreeSampler(process.pid)
+        sampler.start()
+        try:
+            returncode = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            sampler.stop()
+            raise BenchError(f"{' '.join(cmd[1:4])} did not finish within {timeout:.0f} s") from None
+        wall = time.perf_counter() - started
+        sampler.stop()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Measured(
+        returncode=returncode,
+        wall=wall,
+        cpu=cpu,
+        peak_rss=sampler.peak_bytes,
+        processes=len(sampler.processes),
+        stdout=out_path.read_text("utf-8", "replace"),
+        stderr=err_path.read_text("utf-8", "replace"),
+    )
+
+
+# --------------------------------------------------------------------------- one size
+
+
+@dataclass
+class Phase:
+    name: str
+    measured: Measured
+    devices: int
+    findings: int
+    bytes_received: int
+    requests: Counter[str]
+    refused: int  # non-200 answers (e.g. 409 concurrency refusals)
+    cache_rendered: int
+    cache_render_seconds: float
+    cache_served: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SizeResult:
+    assets: int
+    lookback_days: int
+    in_window: int
+    findings: int
+    qids: int
+    tags: int
+    pages_min: int
+    kb_min: int
+    tag_min: int
+    phases: list[Phase]
+    notes: list[str]
+    profile_lines: list[str]
+
+
+def estate_clock() -> datetime:
+    when = datetime.now(UTC) - ESTATE_AGE
+    return when.replace(minute=when.minute - when.minute % ESTATE_CLOCK_STEP_MINUTES, second=0, microsecond=0)
+
+
+def _check_clock(estate: Estate) -> None:
+    age = datetime.now(UTC) - estate.now
+    if age >= MAX_ESTATE_AGE:
+        raise BenchError(
+            f"the estate's clock is {age} behind: a sync window would no longer match the generated changes; "
+            "run a smaller or faster benchmark"
+        )
+
+
+def _base_env() -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("QUALYS_", "OUTPUT_")) and k != "KEY_VAULT_URL"
+    }
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _sync_env(sim: QualysSimulator, page_size: int, lookback_days: int) -> dict[str, str]:
+    env = _base_env()
+    env.update(
+        QUALYS_API_URL=sim.url,
+        QUALYS_USERNAME=USERNAME,
+        QUALYS_PASSWORD=PASSWORD,
+        QUALYS_PAGE_SIZE=str(page_size),
+        QUALYS_LOOKBACK_DAYS=str(lookback_days),
+        QUALYS_MAX_RETRY_WAIT_SECONDS="600",
+    )
+    return env
+
+
+@dataclass
+class Verification:
+    mode: str
+    modified_after: str
+    devices: int
+    findings: int
+
+
+def verify_output(out_dir: Path, estate: Estate, summary: dict[str, Any]) -> Verification:
+    """The run that ``latest.json`` points at holds exactly the truth's devices and findings."""
+    try:
+        return _verify(out_dir, estate, summary)
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise BenchError(f"the sync's output cannot be read back: {type(exc).__name__}: {exc}") from exc
+
+
+def _verify(out_dir: Path, estate: Estate, summary: dict[str, Any]) -> Verification:
+    latest = json.loads((out_dir / "latest.json").read_text("utf-8"))
+    manifest = json.loads((out_dir / latest["manifest"]).read_text("utf-8"))
+    if manifest.get("status") != "complete":
+        raise BenchError(f"the sync's manifest is not complete: {manifest.get('status')!r}")
+    cutoff = parse_datetime(str(manifest["window"]["modified_after"]))
+    if cutoff is None:
+        raise BenchError(f"unreadable window in the manifest: {manifest['window']!r}")
+    expected = estate.modified_after(cutoff)
+    expected_ids = {str(a.id) for a in expected}
+    expected_findings = sum(len(a.findings) for a in expected)
+    ids: set[str] = set()
+    device_lines = finding_lines = 0
+    for path in manifest["files"]:
+        data = (out_dir / path).read_bytes()
+        if "/devices/" in path:
+            for line in data.splitlines():
+                device_lines += 1
+                ids.add(str(json.loads(line)["asset_id"]))
+        else:
+            finding_lines += data.count(b"\n")
+    problems = []
+    if ids != expected_ids or device_lines != len(expected_ids):
+        problems.append(
+            f"devices: {device_lines} lines, {len(ids)} ids; truth {len(expected_ids)} "
+            f"(missing {len(expected_ids - ids)}, unexpected {len(ids - expected_ids)})"
+        )
+    if finding_lines != expected_findings:
+        problems.append(f"findings: {finding_lines} lines, truth {expected_findings}")
+    if manifest["counts"] != {"devices": device_lines, "findings": finding_lines}:
+        problems.append(f"manifest counts {manifest['counts']} do not match the files")
+    if summary.get("devices") != device_lines or summary.get("findings") != finding_lines:
+        problems.append(f"summary says {summary.get('devices')} devices / {summary.get('findings')} findings")
+    if problems:
+        raise BenchError("the sync's output is wrong: " + "; ".join(problems))
+    return Verification(str(manifest["mode"]), str(manifest["window"]["modified_after"]), device_lines, finding_lines)
+
+
+def _last_json(text: str) -> dict[str, Any]:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            value: dict[str, Any] = json.loads(line)
+            return value
+    raise BenchError("no JSON summary on stdout")
+
+
+class SizeBench:
+    def __init__(self, args: argparse.Namespace, assets: int, main_size: bool) -> None:
+        self.args = args
+        self.assets = assets
+        self.main_size = main_size
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"qualys-bench-{assets}-"))
+        self.probe_rate = 0.0
+
+    def log(self, message: str) -> None:
+        print(f"[{self.assets:,} assets] {message}", file=sys.stderr, flush=True)
+
+    def run(self) -> SizeResult:
+        try:
+            return self._run()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _run(self) -> SizeResult:
+        args = self.args
+        started = time.perf_counter()
+        estate = Estate.generate(assets=self.assets, seed=SEED, now=estate_clock())
+        in_window = estate.modified_after(estate.now - timedelta(days=estate.lookback_days))
+        qids = sorted({f.qid for a in in_window for f in a.findings})
+        tag_ids = sorted({t for a in in_window for t in a.tag_ids})
+        findings = sum(len(a.findings) for a in in_window)
+        notes: list[str] = []
+        self.log(f"estate generated in {time.perf_counter() - started:.1f} s: {len(in_window):,} in window")
+        latency = Latency(hostasset=args.hostasset_latency, tag=args.tag_latency, kb=args.kb_latency)
+        cache_dir = Path(args.cache_dir) / f"assets-{self.assets}-seed{SEED}-page{args.page_size}"
+        sim = QualysSimulator(
+            estate,
+            username=USERNAME,
+            password=PASSWORD,
+            concurrency_limit=args.concurrency,
+            rate_limit=args.rate_limit,
+            latency=latency,
+            page_cache_dir=cache_dir,
+        )
+        with sim:
+            assert sim.page_cache is not None
+            kb_batches = [qids[i : i + KB_BATCH_SIZE] for i in range(0, len(qids), KB_BATCH_SIZE)]
+            warm = sim.warm_page_cache(page_size=args.page_size, kb_batches=kb_batches)
+            rate = f", {warm.rendered_bytes / MB / warm.render_seconds:,.0f} MB/s" if warm.render_seconds else ""
+            notes.append(
+                f"page cache {cache_dir}: {warm.pages} hostasset pages ({warm.hostasset_bytes / MB:,.1f} MB) and "
+                f"{warm.kb_batches} KB batches ({warm.kb_bytes / MB:,.1f} MB) ready in {warm.seconds:.1f} s; "
+                f"{warm.rendered} rendered ({warm.rendered_bytes / MB:,.1f} MB in {warm.render_seconds:.1f} s{rate}), "
+                f"{warm.reused} reused from disk"
+            )
+            self.log(notes[-1])
+            plan = self.workdir / "plan.json"
+            plan.write_text(
+                json.dumps(
+                    {
+                        "page_size": args.page_size,
+                        "lookback_days": estate.lookback_days,
+                        "tag_ids": tag_ids,
+                        "qids": qids,
+                        "kb_batch_size": KB_BATCH_SIZE,
+                        "concurrency": args.concurrency,
+                    }
+                ),
+                "utf-8",
+            )
+            env = _sync_env(sim, args.page_size, estate.lookback_days)
+            notes.append(self._probe(sim, plan, env, warm.pages))
+            self.log(notes[-1])
+            phases = [self._floor(sim, plan, env)]
+            out = self.workdir / "output"
+            sync_cmd = [sys.executable, "-m", "qualys", "sync", "--output-dir", str(out), "--json"]
+            phases.append(self._sync(sim, estate, "(b) sync, full", sync_cmd, env, out))
+            phases.append(self._sync(sim, estate, "(c) sync, incremental", sync_cmd, env, out))
+            profile_lines: list[str] = []
+            if args.profile and self.main_size:
+                prof_file = self.workdir / "sync.prof"
+                prof_out = self.workdir / "output-profiled"
+                cmd = [sys.executable, "-m", "bench.profile_sync", str(prof_file), *sync_cmd[3:5], str(prof_out), "--json"]
+                profile_env = {**env, "BENCH_PROFILE_CLOCK": args.profile_clock}
+                profiled = self._sync(sim, estate, "(d) sync, full, profiled", cmd, profile_env, prof_out)
+                phases.append(profiled)
+                profile_lines = self._profile_report(prof_file, profiled, phases[1])
+            removed = sim.page_cache.prune()
+            if removed:
+                notes.append(f"page cache: removed {removed} bodies of earlier estates")
+        floor = phases[0]
+        needed = floor.bytes_received / floor.measured.wall
+        notes.insert(0, f"floor schedule: {self._schedule(floor)}")
+        notes.append(
+            f"the floor consumed {needed / MB:,.1f} MB/s on average: the simulator's headroom is "
+            f"{self.probe_rate / max(needed, 1.0):,.0f}x"
+        )
+        return SizeResult(
+            assets=self.assets,
+            lookback_days=estate.lookback_days,
+            in_window=len(in_window),
+            findings=findings,
+            qids=len(qids),
+            tags=len(tag_ids),
+            pages_min=max(1, math.ceil(len(in_window) / args.page_size)),
+            kb_min=math.ceil(len(qids) / KB_BATCH_SIZE),
+            tag_min=math.ceil(len(tag_ids) / TAG_BATCH_SIZE),
+            phases=phases,
+            notes=notes,
+            profile_lines=profile_lines,
+        )
+
+    # ---- phases
+    def _reset(self, sim: QualysSimulator) -> None:
+        sim.reset_log()
+        sim.reset_rate_window()
+        if sim.page_cache is not None:
+            sim.page_cache.reset_stats()
+
+    def _phase(self, sim: QualysSimulator, name: str, cmd: Sequence[str], env: dict[str, str]) -> tuple[Phase, Measured]:
+        _check_clock(sim.estate)
+        self._reset(sim)
+        self.log(f"{name} ...")
+        measured = run_measured(cmd, env, self.workdir, self.args.phase_timeout)
+        records = sim.requests
+        stats = sim.page_cache.stats if sim.page_cache is not None else None
+        phase = Phase(
+            name=name,
+            measured=measured,
+            devices=0,
+            findings=0,
+            bytes_received=sum(r.bytes_sent for r in records),
+            requests=Counter(r.endpoint for r in records),
+            refused=sum(1 for r in records if r.status != 200),
+            cache_rendered=stats.rendered if stats else 0,
+            cache_render_seconds=stats.render_seconds if stats else 0.0,
+            cache_served=stats.hits if stats else 0,
+        )
+        if measured.returncode != 0:
+            output = f"{measured.stderr.strip()[-3000:]}\n{measured.stdout.strip()[-2000:]}"
+            raise BenchError(f"{name} failed (exit {measured.returncode}):\n{output}")
+        self.log(f"{name}: {measured.wall:.2f} s wall, {measured.cpu:.2f} s CPU, {measured.peak_rss / MIB:.0f} MiB peak RSS")
+        return phase, measured
+
+    def _probe(self, sim: QualysSimulator, plan: Path, env: dict[str, str], pages: int) -> str:
+        """Raw read of a few cached pages with the latency off: the simulator's own delivery rate."""
+        saved, sim.latency = sim.latency, Latency()
+        try:
+            self._reset(sim)
+            count = min(pages, 30)
+            cmd = [sys.executable, "-m", "bench.floor", "--plan", str(plan), "--probe", str(count)]
+            measured = run_measured(cmd, env, self.workdir, self.args.phase_timeout)
+        finally:
+            sim.latency = saved
+        if measured.returncode != 0:
+            raise BenchError(f"throughput probe failed:\n{measured.stderr.strip()[-3000:]}{measured.stdout[-1000:]}")
+        probe = _last_json(measured.stdout)
+        self.probe_rate = probe["bytes"] / probe["seconds"] if probe["seconds"] else float("inf")
+        rendered = sim.page_cache.stats.rendered if sim.page_cache else 0
+        return (
+            f"simulator throughput: {self.probe_rate / MB:,.0f} MB/s served from the page cache over loopback "
+            f"({probe['pages']} pages, {probe['bytes'] / MB:,.1f} MB read back to back in {probe['seconds']:.3f} s, "
+            f"latency off, {rendered} rendered)"
+        )
+
+    def _floor(self, sim: QualysSimulator, plan: Path, env: dict[str, str]) -> Phase:
+        cmd = [sys.executable, "-m", "bench.floor", "--plan", str(plan)]
+        phase, measured = self._phase(sim, "(a) floor", cmd, env)
+        phase.detail = _last_json(measured.stdout)
+        return phase
+
+    def _sync(self, sim: QualysSimulator, estate: Estate, name: str, cmd: Sequence[str], env: dict[str, str], out: Path) -> Phase:
+        phase, measured = self._phase(sim, name, cmd, env)
+        summary = _last_json(measured.stdout)
+        checked = verify_output(out, estate, summary)
+        phase.devices, phase.findings = checked.devices, checked.findings
+        phase.detail = {"summary": summary, "mode": checked.mode, "modified_after": checked.modified_after}
+        self.log(f"{name}: output verified ({checked.mode}, {checked.devices:,} devices, {checked.findings:,} findings)")
+        return phase
+
+    def _schedule(self, floor: Phase) -> str:
+        detail = floor.detail
+        spans: dict[str, list[float]] = detail.get("spans", {})
+        requests: dict[str, int] = detail.get("requests", {})
+        parts = []
+        for endpoint, label in (("hostasset", "hostasset chain"), ("kb", "KnowledgeBase"), ("tag", "tag search")):
+            if endpoint in spans:
+                first, last = spans[endpoint]
+                parts.append(f"{label} {requests.get(endpoint, 0)} req at {first:.2f}-{last:.2f} s")
+        retries = detail.get("retries", 0)
+        return (
+            "all three streams start at t=0 (next page on the previous page's <lastId>; "
+            f"KB {self.args.concurrency} at a time): " + ", ".join(parts) + (f"; {retries} KB 409 retries" if retries else "")
+        )
+
+    def _profile_report(self, prof_file: Path, profiled: Phase, unprofiled: Phase) -> list[str]:
+        stats = pstats.Stats(str(prof_file))
+        raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
+        per_k = 1000 / max(1, profiled.devices)
+        clock = (
+            "CPU time per thread" if self.args.profile_clock == "cpu"
+            else "wall time per thread (includes waiting for the GIL, network and locks)"
+        )
+        lines = [
+            f"CPU seconds per 1,000 assets: {unprofiled.measured.cpu * per_k:.2f} (run b, unprofiled), "
+            f"{profiled.measured.cpu * per_k:.2f} (profiled run d); profile clock: {clock}",
+        ]
+        skip = ("threading.py", "concurrent/futures/thread.py", "bench/profile_sync.py", "runpy.py")
+
+        def label(key: tuple[str, int, str]) -> str:
+            filename, line, func = key
+            if filename == "~":
+                return func
+            short = filename
+            for marker in ("/site-packages/", "/lib/python3.11/", str(ROOT) + "/"):
+                if marker in short:
+                    short = short.split(marker, 1)[1]
+            return f"{short}:{line}({func})"
+
+        rows = [(key, value) for key, value in raw.items() if not key[0].endswith(skip) and key[2] != "<module>"]
+        waits = [(k, v) for k, v in rows if k[0] == "~" and _BLOCKING.search(k[2])]
+        work = [(k, v) for k, v in rows if not (k[0] == "~" and _BLOCKING.search(k[2]))]
+        for title, index in (("cumulative", 3), ("total (self)", 2)):
+            lines.append(f"top 10 functions by {title} time (seconds, calls), all threads, blocking built-ins left out:")
+            ranked = sorted(work, key=lambda kv: kv[1][index], reverse=True)[:10]
+            for key, (_, ncalls, tottime, cumtime, _) in ranked:
+                lines.append(f"  {cumtime if index == 3 else tottime:8.2f}  {ncalls:>10,}  {label(key)}")
+        if waits:
+            top = sorted(waits, key=lambda kv: kv[1][2], reverse=True)[:4]
+            lines.append("blocking calls (self time): " + ", ".join(f"{label(k)} {v[2]:.1f} s" for k, v in top))
+        return lines
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt_requests(requests: Counter[str]) -> str:
+    known = ("hostasset", "kb", "tag")
+    other = sum(n for endpoint, n in requests.items() if endpoint not in known)
+    return " / ".join(str(requests.get(e, 0)) for e in known) + f" / {other}"
+
+
+def render_table(result: SizeResult, args: argparse.Namespace) -> list[str]:
+    floor = result.phases[0]
+    reference = result.phases[1]  # the full sync's counts, so the floor's rates compare
+    header = (
+        "phase", "wall s", "assets/s", "findings/s", "MB recv", "requests ha/kb/tag/other", "peak RSS MiB", "CPU s", "x floor"
+    )
+    rows: list[tuple[str, ...]] = []
+    for phase in result.phases:
+        devices = reference.devices if phase is floor else phase.devices
+        findings = reference.findings if phase is floor else phase.findings
+        wall = phase.measured.wall
+        rows.append(
+            (
+                phase.name,
+                f"{wall:.2f}",
+                f"{devices / wall:,.0f}",
+                f"{findings / wall:,.0f}",
+                f"{phase.bytes_received / MB:,.1f}",
+                _fmt_requests(phase.requests),
+                f"{phase.measured.peak_rss / MIB:,.1f}",
+                f"{phase.measured.cpu:.2f}",
+                f"{wall / floor.measured.wall:.2f}",
+            )
+        )
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+    out = [
+        "",
+        f"== {result.assets:,} assets: {result.in_window:,} in the {result.lookback_days}-day window, "
+        f"{result.findings:,} findings, {result.qids:,} distinct QIDs, {result.tags} tags; page size {args.page_size}",
+        f"   latency: hostasset {args.hostasset_latency} s/page, KnowledgeBase {args.kb_latency} s/batch, "
+        f"tag {args.tag_latency} s/search; /api/2.0/ concurrency {args.concurrency}",
+        "",
+        line(header),
+        line(["-" * w for w in widths]),
+        *(line(r) for r in rows),
+        "",
+    ]
+    out += [f"   {note}" for note in result.notes]
+    for phase in result.phases:
+        extra = []
+        if phase.refused:
+            extra.append(f"{phase.refused} non-200 answers")
+        rendered = f"rendered {phase.cache_rendered}" + (
+            f" ({phase.cache_render_seconds:.2f} s)" if phase.cache_rendered else ""
+        )
+        extra.append(f"simulator served {phase.cache_served} bodies from its page cache, {rendered}")
+        if "summary" in phase.detail:
+            summary = phase.detail["summary"]
+            extra.append(f"mode {phase.detail['mode']}, window > {phase.detail['modified_after']}")
+            if summary.get("retries"):
+                extra.append(f"{summary['retries']} client retries")
+        extra.append(f"{phase.measured.processes} process(es)")
+        out.append(f"   {phase.name}: " + "; ".join(extra))
+    out.append("   correctness: OK (devices and findings of every sync equal the estate truth for its window)")
+    out += targets(result)
+    if result.profile_lines:
+        out.append("")
+        out += [f"   {line}" for line in result.profile_lines]
+    return out
+
+
+def targets(result: SizeResult) -> list[str]:
+    floor, full, incremental = result.phases[0], result.phases[1], result.phases[2]
+    minimum = Counter({"hostasset": result.pages_min, "kb": result.kb_min, "tag": result.tag_min})
+    ratio = full.measured.wall / floor.measured.wall
+    rss = full.measured.peak_rss / MIB
+    inc_total = sum(incremental.requests.values())
+
+    def verdict(ok: bool) -> str:
+        return "met " if ok else "MISS"
+
+    return [
+        "   targets (measured only):",
+        f"     [{verdict(ratio <= 1.2)}] sync wall <= 1.2 x floor: {ratio:.2f} x",
+        f"     [{verdict(rss <= 150)}] sync peak RSS <= 150 MiB: {rss:.1f} MiB",
+        f"     [{verdict(full.requests == minimum)}] full sync requests = minimum "
+        f"(ha/kb/tag {_fmt_requests(minimum)}): {_fmt_requests(full.requests)}",
+        f"     [{verdict(inc_total <= 3)}] incremental, nothing changed, <= 3 requests: {inc_total}",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--assets", type=int, default=20_000, help="estate size of the main run (default 20000)")
+    parser.add_argument("--small", type=int, default=2_000, help="estate size of the memory comparison run (default 2000)")
+    parser.add_argument("--skip-small", action="store_true", help="run the main size only")
+    parser.add_argument("--page-size", type=int, default=200, help="QUALYS_PAGE_SIZE (default 200)")
+    parser.add_argument("--hostasset-latency", type=float, default=0.5, help="server seconds per hostasset page (0.5)")
+    parser.add_argument("--kb-latency", type=float, default=0.5, help="server seconds per KnowledgeBase call (0.5)")
+    parser.add_argument("--tag-latency", type=float, default=0.2, help="server seconds per tag search (0.2)")
+    parser.add_argument("--concurrency", type=int, default=2, help="/api/2.0/ concurrency limit (default 2)")
+    parser.add_argument("--rate-limit", type=int, default=300, help="/api/2.0/ calls per hour, reset per phase (300)")
+    parser.add_argument("--cache-dir", default=str(ROOT / "bench" / ".cache"), help="page cache folder (bench/.cache)")
+    parser.add_argument("--phase-timeout", type=float, default=1800, help="seconds before a phase counts as hung (1800)")
+    parser.add_argument("--profile", action="store_true", help="also profile a full sync (cProfile, all threads)")
+    parser.add_argument(
+        "--profile-clock", choices=("wall", "cpu"), default="wall",
+        help="profiler clock: wall (cheap; includes waits) or cpu (per-thread CPU time; several times slower)",
+    )
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    sizes = [args.assets] if args.skip_small else [args.assets, args.small]
+    results: list[SizeResult] = []
+    try:
+        for n, size in enumerate(sizes):
+            results.append(SizeBench(args, size, main_size=n == 0).run())
+            for line in render_table(results[-1], args):
+                print(line, flush=True)
+    except BenchError as error:
+        print(f"\nbenchmark failed: {error}", file=sys.stderr)
+        return 1
+    if len(results) == 2:
+        big, small = (r.phases[1].measured.peak_rss / MIB for r in results)
+        print(
+            f"\npeak RSS of the full sync: {results[0].assets:,} assets {big:.1f} MiB, "
+            f"{results[1].assets:,} assets {small:.1f} MiB; ratio {big / small:.2f} "
+            f"[{'met ' if big <= small * 1.1 else 'MISS'}] within 10%"
+        )
+    print(f"\nbenchmark total: {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""The benchmark's whole flow at a tiny size: floor, full sync, incremental sync, table, correctness check."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmark_flow_prints_the_table_for_a_tiny_estate(tmp_path: Path) -> None:
+    cmd = [
+        sys.executable, "-m", "bench.run", "--assets", "60", "--skip-small", "--page-size", "20",
+        "--hostasset-latency", "0", "--kb-latency", "0", "--tag-latency", "0", "--cache-dir", str(tmp_path / "cache"),
+    ]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "correctness: OK" in out
+    rows = {line.split("  ")[0]: line for line in out.splitlines() if line.startswith("(")}
+    assert set(rows) == {"(a) floor", "(b) sync, full", "(c) sync, incremental"}
+    # 57 of the 60 assets are in the window: the floor reads 3 pages of 20, one KB batch, one tag search.
+    assert "3 / 1 / 1 / 0" in rows["(a) floor"]
+    assert "simulator throughput:" in out and "floor schedule:" in out and "benchmark total:" in out
+    assert list((tmp_path / "cache").glob("assets-60-*/hostasset/*.xml"))
