@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pyexpat import XMLParserType
 from xml.sax.saxutils import escape
 
 from qualys.client import QualysClient, qps_response_error
 from qualys.errors import ResponseFormatError
-from qualys.xmlstream import Readable, feed_target
+from qualys.xmlstream import Readable, SectionSkipper, feed_target
 
 HOSTASSET_SEARCH_PATH = "/qps/rest/2.0/search/am/hostasset"
 ENDPOINT = "hostasset"
@@ -123,6 +124,8 @@ _SECTIONS = {
     "sourceInfo": frozenset({"privateIpAddress", "publicIpAddress", "macAddress"}),
     "vuln": frozenset({"qid", "hostInstanceVulnId", "firstFound", "lastFound"}),
 }
+#: Inventory lists dropped from the byte stream unparsed (see SectionSkipper): the bulk of agent hosts.
+_SKIPPED_SECTIONS = ("software", "openPort")
 _ROOT_FIELDS = frozenset({"responseCode", "hasMoreRecords", "lastId"})
 HeaderCallback = Callable[[bool, "int | None"], None]
 
@@ -137,6 +140,7 @@ class _HostAssetTarget:
     def __init__(self, on_header: HeaderCallback | None) -> None:
         self.path: list[str] = []
         self.text: list[str] | None = None
+        self._parser: XMLParserType  # set by attach() before the first event
         self.root: dict[str, str | None] = {}
         self.error_message: str | None = None
         self.assets: list[RawAsset] = []
@@ -146,58 +150,74 @@ class _HostAssetTarget:
         self._on_header = on_header
         self._header_sent = False
 
-    def _wanted(self, depth: int, tag: str) -> bool:
-        path = self.path
-        if depth == 4:
-            return path[2] == "HostAsset" and tag in _SCALARS
-        if depth == 7:
-            wanted = _SECTIONS.get(path[3])
-            return wanted is not None and tag in wanted and path[4] == "list" and path[2] == "HostAsset"
-        if depth == 5:
-            return tag == "agentId" and path[3] == "agentInfo"
-        if depth == 2:
-            return tag in _ROOT_FIELDS
-        return depth == 3 and tag == "errorMessage" and path[1] == "responseErrorDetails"
+    def attach(self, parser: XMLParserType) -> None:
+        """Text is only wanted inside a few leaf elements: the text handler is switched on just for them."""
+        self._parser = parser
+        parser.CharacterDataHandler = None
+
+    def _capture(self) -> None:
+        self.text = []
+        self._parser.CharacterDataHandler = self.text.append
 
     def start(self, tag: str, attrib: list[str], /) -> None:
-        self.path.append(tag)
-        depth = len(self.path)
-        if depth == 1 and tag != "ServiceResponse":
+        path = self.path
+        path.append(tag)
+        depth = len(path)
+        # Ordered by frequency: the vuln list's leaves (depth 7) and items (depth 6) are most elements.
+        if depth == 7:
+            wanted = _SECTIONS.get(path[3])
+            if wanted is not None and tag in wanted and path[4] == "list" and path[2] == "HostAsset":
+                self._capture()
+        elif depth == 6:
+            self.item = {}
+        elif depth == 4:
+            if tag in _SCALARS and path[2] == "HostAsset":
+                self._capture()
+        elif depth == 5:
+            if tag == "agentId" and path[3] == "agentInfo":
+                self._capture()
+        elif depth == 3:
+            if tag == "HostAsset":
+                self.fields = {}
+                self.section_items = {}
+            elif tag == "errorMessage" and path[1] == "responseErrorDetails":
+                self._capture()
+        elif depth == 2:
+            if tag == "data":
+                self.header()
+            elif tag in _ROOT_FIELDS:
+                self._capture()
+        elif depth == 1 and tag != "ServiceResponse":
             raise ResponseFormatError(
                 f"Expected a Qualys ServiceResponse, got <{tag}>.",
                 "Check the API URL (QUALYS_API_URL): it must be the Qualys API server.",
             )
-        if depth == 2 and tag == "data":
-            self.header()
-        elif depth == 3 and tag == "HostAsset":
-            self.fields = {}
-            self.section_items = {}
-        elif depth == 6:
-            self.item = {}
-        self.text = [] if self._wanted(depth, tag) else None
 
-    def data(self, text: str, /) -> None:
+    def data(self, text: str, /) -> None:  # unused: attach() routes text straight into self.text
         if self.text is not None:
             self.text.append(text)
 
     def end(self, tag: str, /) -> None:
-        depth = len(self.path)
+        path = self.path
+        depth = len(path)
         if self.text is not None:
             value = "".join(self.text).strip() or None
             self.text = None
-            if depth == 4 or depth == 5:
-                self.fields[tag] = value
-            elif depth == 7:
+            self._parser.CharacterDataHandler = None
+            if depth == 7:
                 self.item[tag] = value
+            elif depth == 4 or depth == 5:
+                self.fields[tag] = value
             elif depth == 2:
                 self.root[tag] = value
             else:
                 self.error_message = value
-        elif depth == 6 and self.path[2] == "HostAsset" and self.path[3] in _SECTIONS:
-            self.section_items.setdefault(self.path[3], []).append(self.item)
+        elif depth == 6:
+            if path[2] == "HostAsset" and path[3] in _SECTIONS:
+                self.section_items.setdefault(path[3], []).append(self.item)
         elif depth == 3 and tag == "HostAsset":
             self.assets.append(_asset_from_fields(self.fields, self.section_items))
-        self.path.pop()
+        path.pop()
 
     def close(self) -> None:
         self.header()
@@ -220,7 +240,7 @@ class _HostAssetTarget:
 def parse_page(body: Readable, on_header: HeaderCallback | None = None) -> AssetPage:
     """Parse a hostasset search response, keeping only the connector's fields (memory flat in page size)."""
     target = _HostAssetTarget(on_header)
-    feed_target(body, target)
+    feed_target(SectionSkipper(body, _SKIPPED_SECTIONS), target)
     response_code = target.root.get("responseCode")
     if response_code != "SUCCESS":
         raise qps_response_error(response_code or "(none)", target.error_message, ENDPOINT)

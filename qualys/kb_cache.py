@@ -31,6 +31,7 @@ class KnowledgeBaseCache:
         self._run_id = run_id
         self._batch_size = batch_size
         self._entries: dict[int, KbEntry] = {}
+        self._pending: dict[int, None] = {}  # QIDs seen on pages but not fetched yet, in first-seen order
         self._shard = 0
         self.fetched = 0
 
@@ -66,17 +67,44 @@ class KnowledgeBaseCache:
         for entry in entries:
             self._entries[entry.qid] = entry
 
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def queue(self, client: QualysClient, qids: Iterable[int]) -> None:
+        """Note QIDs the cache lacks; fetch them as soon as they fill whole batches.
+
+        A partial batch waits for the next pages' QIDs (see :meth:`flush`), so a run
+        makes one request per full batch of new QIDs instead of one per page.
+        """
+        for qid in qids:
+            if qid not in self._entries:
+                self._pending.setdefault(qid, None)
+        full = len(self._pending) // self._batch_size * self._batch_size
+        if full:
+            self._fetch(client, list(self._pending)[:full])
+
+    def flush(self, client: QualysClient) -> None:
+        """Fetch whatever is still pending (at most one partial batch)."""
+        if self._pending:
+            self._fetch(client, list(self._pending))
+
     def ensure(self, client: QualysClient, qids: Iterable[int]) -> None:
-        """Fetch QIDs the cache does not hold yet, in batches, and persist them."""
-        missing = sorted({qid for qid in qids if qid not in self._entries})
-        batches = list(batched(missing, self._batch_size))
+        """Fetch every QID the cache does not hold yet."""
+        self.queue(client, qids)
+        self.flush(client)
+
+    def _fetch(self, client: QualysClient, qids: list[int]) -> None:
+        batches = list(batched(sorted(qids), self._batch_size))
         if len(batches) == 1:
             self._store(fetch_entries(client, batches[0]))
-            return
-        # Several batches: run them side by side; the client caps them at X-Concurrency-Limit-Limit.
-        with ThreadPoolExecutor(max_workers=KB_PARALLEL_BATCHES, thread_name_prefix="qualys-kb") as pool:
-            for entries in pool.map(lambda batch: fetch_entries(client, batch), batches):
-                self._store(entries)
+        else:
+            # Several batches: run them side by side; the client caps them at X-Concurrency-Limit-Limit.
+            with ThreadPoolExecutor(max_workers=KB_PARALLEL_BATCHES, thread_name_prefix="qualys-kb") as pool:
+                for entries in pool.map(lambda batch: fetch_entries(client, batch), batches):
+                    self._store(entries)
+        for qid in qids:
+            self._pending.pop(qid, None)
 
     def refresh(self, client: QualysClient) -> int:
         """Apply KnowledgeBase changes since the last refresh to the cached QIDs; returns how many changed."""

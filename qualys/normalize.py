@@ -15,6 +15,7 @@ from qualys.knowledge_base import KbEntry
 
 SOURCE = "qualys"
 _HEX12 = re.compile(r"^[0-9a-f]{12}$")
+_ISO_Z = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ\Z")
 
 
 def unique(values: Iterable[str | None]) -> list[str]:
@@ -57,6 +58,9 @@ def parse_datetime(raw: str | None) -> datetime | None:
 
 
 def iso_utc(raw: str | datetime | None) -> str | None:
+    """``YYYY-MM-DDTHH:MM:SSZ``; Qualys's own form passes straight through (it is most of a sync's dates)."""
+    if isinstance(raw, str) and _ISO_Z.match(raw):
+        return raw
     value = raw if isinstance(raw, datetime) else parse_datetime(raw)
     if value is None:
         return None

@@ -18,7 +18,7 @@ from qualys.client import QualysClient
 from qualys.errors import ConnectorError
 
 #: Pages fetched or in flight beyond the one being consumed.
-DEFAULT_READ_AHEAD = 3
+DEFAULT_READ_AHEAD = 4
 
 
 class PagePrefetcher:

@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -67,6 +68,19 @@ class SyncResult:
             "pages": self.pages, "skipped_outside_window": self.skipped_outside_window,
             "duration_seconds": round(self.duration_seconds, 3), "manifest": self.manifest, **self.stats,
         }
+
+
+#: Pages kept in memory while their new QIDs wait to fill a whole KnowledgeBase batch.
+MAX_HELD_PAGES = 8
+
+
+@dataclass
+class HeldPage:
+    """A page read but not written yet: its new QIDs are still being looked up."""
+
+    assets: list[RawAsset]
+    skipped: int
+    position: int | None
 
 
 @dataclass
@@ -180,32 +194,51 @@ class SyncRun:
         tags = TagCriticality(self.client)
         cutoff = parse_datetime(checkpoint.modified_after)
         pages = PagePrefetcher(self.client, checkpoint.modified_after, self.settings.page_size, checkpoint.after_id)
+        position = checkpoint.after_id  # keyset position of the last page read (the checkpoint: last page written)
+        held: deque[HeldPage] = deque()
         for page in pages.pages():
-            assets = self._in_window(page, checkpoint, cutoff)
+            assets, skipped = self._in_window(page, position, cutoff)
+            position = next_after_id(page, position)
             tags.resolve(tag_id for asset in assets for tag_id, _ in asset.tags)
-            kb.ensure(self.client, (f.qid for asset in assets for f in asset.findings))
-            self._write_page(checkpoint, assets, tags, kb)
-            checkpoint.after_id = next_after_id(page, checkpoint.after_id)
-            checkpoint.pages += 1
-            lock.check()
-            write_json(self.sink, CHECKPOINT_PATH, checkpoint.to_dict())
-            if self._progress:
-                self._progress(Progress(checkpoint.pages, checkpoint.devices, checkpoint.findings))
+            kb.queue(self.client, (f.qid for asset in assets for f in asset.findings))
+            held.append(HeldPage(assets, skipped, position))
+            if kb.has_pending and (len(held) >= MAX_HELD_PAGES or not page.has_more):
+                kb.flush(self.client)
+            if not kb.has_pending:
+                while held:
+                    self._commit_page(checkpoint, held.popleft(), tags, kb, lock)
+        kb.flush(self.client)  # the last page flushes already; kept so no page can be left behind
+        while held:
+            self._commit_page(checkpoint, held.popleft(), tags, kb, lock)
         kb.compact(refreshed_at=checkpoint.started_at)
 
+    def _commit_page(
+        self, checkpoint: Checkpoint, held: HeldPage, tags: TagCriticality, kb: KnowledgeBaseCache, lock: LockHandle
+    ) -> None:
+        """Write one page's parts, then move the checkpoint past it."""
+        self._write_page(checkpoint, held.assets, tags, kb)
+        checkpoint.after_id = held.position
+        checkpoint.skipped += held.skipped
+        checkpoint.pages += 1
+        lock.check()
+        write_json(self.sink, CHECKPOINT_PATH, checkpoint.to_dict())
+        if self._progress:
+            self._progress(Progress(checkpoint.pages, checkpoint.devices, checkpoint.findings))
+
     @staticmethod
-    def _in_window(page: AssetPage, checkpoint: Checkpoint, cutoff: datetime | None) -> list[RawAsset]:
-        """Assets after the keyset position, modified after the cutoff, each id once."""
+    def _in_window(page: AssetPage, position: int | None, cutoff: datetime | None) -> tuple[list[RawAsset], int]:
+        """Assets after the keyset position, modified after the cutoff, each id once; and how many were too old."""
         kept: dict[int, RawAsset] = {}
+        skipped = 0
         for asset in page.assets:
-            if checkpoint.after_id is not None and asset.id <= checkpoint.after_id:
+            if position is not None and asset.id <= position:
                 continue  # some clients re-fetch the last record (qualysdk); never emit it twice
             modified = parse_datetime(asset.modified)
             if cutoff is not None and modified is not None and modified <= cutoff:
-                checkpoint.skipped += 1
+                skipped += 1
                 continue
             kept.setdefault(asset.id, asset)
-        return list(kept.values())
+        return list(kept.values()), skipped
 
     def _write_page(
         self, checkpoint: Checkpoint, assets: list[RawAsset], tags: TagCriticality, kb: KnowledgeBaseCache
@@ -249,8 +282,12 @@ class SyncRun:
         write_json(self.sink, manifest_path, manifest)
 
 
+#: One encoder for every record: json.dumps with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _line(record: dict[str, object]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return _ENCODER.encode(record) + "\n"
 
 
 def open_sink(settings: SyncSettings) -> Sink:

@@ -180,3 +180,28 @@ def test_truncated_and_non_xml_bodies() -> None:
         parse_page(io.BytesIO(b"Service temporarily unavailable"))
     with pytest.raises(ResponseFormatError, match="Expected a Qualys ServiceResponse"):
         parse_page(io.BytesIO(b"<html><body>login</body></html>"))
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 5, 8, 11, 64, 4096])
+def test_section_skipper_drops_inventory_across_any_chunk_boundary(step: int) -> None:
+    import re
+
+    from qualys.xmlstream import SectionSkipper
+
+    body = page()
+    expected = re.sub(rb"<(software|openPort)>.*?</\1>", b"", body, flags=re.S)
+    skipper = SectionSkipper(Trickle(body, step), ("software", "openPort"))
+    out = b"".join(iter(lambda: skipper.read(step), b""))
+    assert out == expected and b"HostAssetSoftware" not in out and b"<vuln>" in out
+    assert parse_page(Trickle(body, step)).assets[0].findings == parse_page(io.BytesIO(body)).assets[0].findings
+
+
+def test_section_skipper_leaves_empty_elements_and_reports_truncation() -> None:
+    from qualys.xmlstream import SectionSkipper
+
+    text = b"<a><software/><openPort>1</openPort><b>x</b></a>"
+    skipper = SectionSkipper(io.BytesIO(text), ("software", "openPort"))
+    assert b"".join(iter(lambda: skipper.read(4), b"")) == b"<a><software/><b>x</b></a>"
+    cut = page()[: page().index(b"<software>") + 40]  # the connection dies inside a skipped list
+    with pytest.raises(TruncatedBodyError):
+        parse_page(io.BytesIO(cut))
