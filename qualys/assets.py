@@ -9,6 +9,7 @@ lists is dropped as it streams by.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pyexpat import XMLParserType
@@ -22,14 +23,14 @@ HOSTASSET_SEARCH_PATH = "/qps/rest/2.0/search/am/hostasset"
 ENDPOINT = "hostasset"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawInterface:
     address: str | None
     mac: str | None
     gateway: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawFinding:
     qid: int
     host_instance_vuln_id: str | None
@@ -37,7 +38,7 @@ class RawFinding:
     last_found: str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class RawAsset:
     """The fields of one HostAsset the connector keeps, as Qualys sent them (stripped)."""
 
@@ -61,7 +62,7 @@ class RawAsset:
     findings: list[RawFinding] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class AssetPage:
     assets: list[RawAsset]
     has_more: bool
@@ -283,9 +284,14 @@ def _asset_from_fields(fields: dict[str, str | None], sections: dict[str, list[d
         qid = _int_or_none(vuln.get("qid"))
         if qid is not None:
             asset.findings.append(
-                RawFinding(qid, vuln.get("hostInstanceVulnId"), vuln.get("firstFound"), vuln.get("lastFound"))
+                RawFinding(qid, vuln.get("hostInstanceVulnId"), _shared(vuln.get("firstFound")), _shared(vuln.get("lastFound")))
             )
     return asset
+
+
+def _shared(value: str | None) -> str | None:
+    """One string object per distinct timestamp: a scan stamps dozens of findings with the same dates."""
+    return sys.intern(value) if value is not None else None
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -24,7 +24,7 @@ KB_BATCH_SIZE = 250
 _CVE = re.compile(r"^CVE-\d{4}-\d{4,}$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KbEntry:
     """What a finding needs from one QID. ``known=False``: Qualys returned nothing for it."""
 

@@ -74,7 +74,7 @@ class SyncResult:
 MAX_HELD_PAGES = 8
 
 
-@dataclass
+@dataclass(slots=True)
 class HeldPage:
     """A page read but not written yet: its new QIDs are still being looked up."""
 
