@@ -71,7 +71,7 @@ class SyncResult:
 
 
 #: Pages kept in memory while their new QIDs wait to fill a whole KnowledgeBase batch.
-MAX_HELD_PAGES = 8
+MAX_HELD_PAGES = 16
 
 
 @dataclass(slots=True)
