@@ -70,8 +70,9 @@ class SyncResult:
         }
 
 
-#: Pages kept in memory while their new QIDs wait to fill a whole KnowledgeBase batch.
-MAX_HELD_PAGES = 16
+#: Assets kept in memory while their new QIDs wait to fill a whole KnowledgeBase batch
+#: (16 pages of 200): bounded in assets, so a larger QUALYS_PAGE_SIZE holds fewer pages.
+MAX_HELD_ASSETS = 3200
 
 
 @dataclass(slots=True)
@@ -196,13 +197,14 @@ class SyncRun:
         pages = PagePrefetcher(self.client, checkpoint.modified_after, self.settings.page_size, checkpoint.after_id)
         position = checkpoint.after_id  # keyset position of the last page read (the checkpoint: last page written)
         held: deque[HeldPage] = deque()
+        max_held = max(2, MAX_HELD_ASSETS // self.settings.page_size)
         for page in pages.pages():
             assets, skipped = self._in_window(page, position, cutoff)
             position = next_after_id(page, position)
             tags.resolve(tag_id for asset in assets for tag_id, _ in asset.tags)
             kb.queue(self.client, (f.qid for asset in assets for f in asset.findings))
             held.append(HeldPage(assets, skipped, position))
-            if kb.has_pending and (len(held) >= MAX_HELD_PAGES or not page.has_more):
+            if kb.has_pending and (len(held) >= max_held or not page.has_more):
                 kb.flush(self.client)
             if not kb.has_pending:
                 while held:
