@@ -89,11 +89,6 @@ class KnowledgeBaseCache:
         if self._pending:
             self._fetch(client, list(self._pending))
 
-    def ensure(self, client: QualysClient, qids: Iterable[int]) -> None:
-        """Fetch every QID the cache does not hold yet."""
-        self.queue(client, qids)
-        self.flush(client)
-
     def _fetch(self, client: QualysClient, qids: list[int]) -> None:
         batches = list(batched(sorted(qids), self._batch_size))
         if len(batches) == 1:

@@ -45,16 +45,12 @@ class Check:
 class ValidationReport:
     api_url: str | None
     checks: list[Check] = field(default_factory=list)
+    #: Qualys could not be reached (connection failed, timeouts, 5xx after retries): HTTP 502, not 422.
+    unreachable: bool = False
 
     @property
     def ok(self) -> bool:
         return bool(self.checks) and all(check.ok for check in self.checks)
-
-    @property
-    def unreachable(self) -> bool:
-        return any(check.name == "reachability" and not check.ok for check in self.checks) or any(
-            check.cause is not None and check.cause.startswith("Qualys could not be reached") for check in self.checks
-        )
 
     def http_status(self) -> int:
         """200 when the connection works, 502 when Qualys could not be reached, 422 when it refused."""
@@ -99,6 +95,7 @@ def validate_connection(api_url: str, username: str, password: Secret) -> Valida
     reach = check_reachability(api_url)
     report.checks.append(reach)
     if not reach.ok:
+        report.unreachable = True
         return report
     with QualysClient(
         api_url, username, password, retry=VALIDATION_RETRY, connect_timeout=CONNECT_TIMEOUT,
@@ -111,12 +108,14 @@ def validate_connection(api_url: str, username: str, password: Secret) -> Valida
         except ConnectorError as error:
             report.checks.append(_failed("asset_search", error))
             if isinstance(error, TemporaryFailureError):
+                report.unreachable = True
                 return report
         try:
             fetch_entries(client, [PROBE_QID])
             report.checks.append(Check("knowledge_base", True, 200))
         except ConnectorError as error:
             report.checks.append(_failed("knowledge_base", error))
+            report.unreachable = isinstance(error, TemporaryFailureError)
     return report
 
 
