@@ -60,6 +60,11 @@ param qualysLookbackDays int = 90
 @description('QUALYS_PAGE_SIZE: host assets per page (agent hosts are ~100 KB each).')
 param qualysPageSize int = 200
 
+@minValue(1)
+@maxValue(8)
+@description('QUALYS_ASSET_PARTITIONS: id ranges of the host asset search pulled at the same time (1: one sequential chain).')
+param qualysAssetPartitions int = 1
+
 @minValue(0)
 @description('QUALYS_MAX_RETRY_WAIT_SECONDS: upper bound on the total time one run spends waiting before retries.')
 param qualysMaxRetryWaitSeconds int = 900
@@ -322,6 +327,7 @@ var appSettings = {
   QUALYS_API_URL: qualysApiUrl
   QUALYS_LOOKBACK_DAYS: string(qualysLookbackDays)
   QUALYS_PAGE_SIZE: string(qualysPageSize)
+  QUALYS_ASSET_PARTITIONS: string(qualysAssetPartitions)
   QUALYS_MAX_RETRY_WAIT_SECONDS: string(qualysMaxRetryWaitSeconds)
   OUTPUT_STORAGE_ACCOUNT_URL: outputStorage.outputs.blobEndpoint
   OUTPUT_CONTAINER: outputContainer

@@ -69,21 +69,30 @@ class AssetPage:
     last_id: int | None
 
 
-def search_request(modified_after: str, page_size: int, after_id: int | None, before_id: int | None = None) -> bytes:
+def search_request(
+    modified_after: str,
+    page_size: int,
+    after_id: int | None,
+    before_id: int | None = None,
+    *,
+    start_offset: int | None = None,
+) -> bytes:
     """The ServiceRequest body: ``updated`` (the modified-date search field) and keyset criteria.
 
     ``updated`` is the field real incremental clients filter on (IBM's
     connector, qualysdk); the response element is ``modified``, which the
-    sync re-checks client-side (qualys-api.md §2.3).
+    sync re-checks client-side (qualys-api.md §2.3). ``before_id`` bounds an id
+    range (:mod:`qualys.partitions`); ``start_offset`` (1-based) is only used by
+    its probe, never for paging.
     """
     criteria = [f'<Criteria field="updated" operator="GREATER">{escape(modified_after)}</Criteria>']
     if after_id is not None:
         criteria.append(f'<Criteria field="id" operator="GREATER">{after_id}</Criteria>')
     if before_id is not None:
         criteria.append(f'<Criteria field="id" operator="LESSER">{before_id}</Criteria>')
+    offset = f"<startFromOffset>{start_offset}</startFromOffset>" if start_offset is not None else ""
     return (
-        "<ServiceRequest><preferences>"
-        f"<limitResults>{page_size}</limitResults>"
+        f"<ServiceRequest><preferences><limitResults>{page_size}</limitResults>{offset}"
         f"</preferences><filters>{''.join(criteria)}</filters></ServiceRequest>"
     ).encode()
 

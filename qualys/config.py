@@ -103,6 +103,10 @@ class BlobOutput:
 OutputTarget = LocalOutput | BlobOutput
 
 
+#: Upper bound of QUALYS_ASSET_PARTITIONS (concurrent host asset searches).
+MAX_ASSET_PARTITIONS = 8
+
+
 @dataclass(frozen=True)
 class SyncSettings:
     api_url: str
@@ -112,6 +116,8 @@ class SyncSettings:
     page_size: int
     max_retry_wait_seconds: float
     output: OutputTarget
+    #: Id ranges of the host asset search pulled concurrently (1: one sequential keyset chain).
+    asset_partitions: int = 1
 
 
 class SettingsReader:
@@ -216,4 +222,5 @@ def load_sync_settings(
         page_size=reader.integer("QUALYS_PAGE_SIZE", 1, 1000),
         max_retry_wait_seconds=float(reader.integer("QUALYS_MAX_RETRY_WAIT_SECONDS", 0, 86400)),
         output=load_output(reader, output_dir),
+        asset_partitions=reader.integer("QUALYS_ASSET_PARTITIONS", 1, MAX_ASSET_PARTITIONS),
     )

@@ -10,7 +10,7 @@ KnowledgeBase lookups and writes. Read-ahead is bounded, so memory stays flat.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from qualys.assets import AssetPage, HeaderCallback, fetch_page
@@ -29,11 +29,13 @@ class PagePrefetcher:
         page_size: int,
         after_id: int | None,
         read_ahead: int = DEFAULT_READ_AHEAD,
+        before_id: int | None = None,
     ) -> None:
         self._client = client
         self._modified_after = modified_after
         self._page_size = page_size
         self._first_after = after_id
+        self._before_id = before_id
         self._read_ahead = max(1, read_ahead)
         self._lock = threading.Lock()
         self._started: dict[int | None, Future[AssetPage]] = {}
@@ -50,7 +52,12 @@ class PagePrefetcher:
 
     def _fetch(self, after_id: int | None) -> AssetPage:
         return fetch_page(
-            self._client, self._modified_after, self._page_size, after_id, on_header=self._on_header(after_id)
+            self._client,
+            self._modified_after,
+            self._page_size,
+            after_id,
+            self._before_id,
+            on_header=self._on_header(after_id),
         )
 
     def _on_header(self, after_id: int | None) -> HeaderCallback:
@@ -67,7 +74,7 @@ class PagePrefetcher:
 
         return header
 
-    def pages(self) -> Iterator[AssetPage]:
+    def pages(self) -> Generator[AssetPage, None, None]:
         """Pages in keyset order until ``hasMoreRecords`` is false."""
         after_id = self._first_after
         try:

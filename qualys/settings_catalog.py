@@ -44,6 +44,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("QUALYS_LOOKBACK_DAYS", "Days of asset modifications a full run covers.", "90"),
     SettingSpec("QUALYS_PAGE_SIZE", "Host assets per page (1-1000; agent hosts are ~100 KB each).", "200"),
     SettingSpec(
+        "QUALYS_ASSET_PARTITIONS",
+        "Id ranges of the host asset search pulled at the same time (1-8). 1 is one sequential chain; more "
+        "splits a large window after a small probe (a count and one 1-record search per range boundary) and "
+        "shortens a full run almost in proportion, if your Qualys subscription accepts concurrent searches.",
+        "1",
+    ),
+    SettingSpec(
         "QUALYS_MAX_RETRY_WAIT_SECONDS",
         "Upper bound on the total time one run spends waiting before retries.",
         "900",

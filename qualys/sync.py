@@ -24,7 +24,8 @@ from qualys.config import SyncSettings
 from qualys.errors import SinkError
 from qualys.kb_cache import KnowledgeBaseCache
 from qualys.normalize import device_record, finding_records, iso_utc, parse_datetime
-from qualys.paging import PagePrefetcher, next_after_id
+from qualys.paging import next_after_id
+from qualys.partitions import IdRange, PartitionedPages, plan_ranges
 from qualys.retry import RetryPolicy
 from qualys.sinks import LockHandle, Sink, read_json, write_json
 from qualys.tags import TagCriticality
@@ -81,18 +82,26 @@ class HeldPage:
 
     assets: list[RawAsset]
     skipped: int
+    #: Index of the id range the page belongs to, and the range's keyset position after it.
+    range_index: int
     position: int | None
+    last: bool
 
 
 @dataclass
 class Checkpoint:
-    """Where a run stands; written after each page's parts are durably written."""
+    """Where a run stands; written after each page's parts are durably written.
+
+    ``ranges`` are the id ranges of the host asset search (one unbounded range when
+    sequential); each one's ``after`` is the keyset position of its last written page.
+    An empty list means the ranges are not planned yet.
+    """
 
     run_id: str
     mode: str
     modified_after: str
     started_at: str
-    after_id: int | None = None
+    ranges: list[IdRange] = field(default_factory=list)
     next_part: int = 1
     files: list[str] = field(default_factory=list)
     devices: int = 0
@@ -102,14 +111,32 @@ class Checkpoint:
     resumes: int = 0
 
     def to_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
+        value = dict(self.__dict__)
+        value["ranges"] = [r.to_dict() for r in self.ranges]
+        return value
 
     @classmethod
     def from_dict(cls, value: dict[str, object]) -> Checkpoint:
         try:
-            return cls(**value)  # type: ignore[arg-type]
+            fields = dict(value)
+            raw_ranges = fields.pop("ranges", None)
+            legacy_after = fields.pop("after_id", None)  # checkpoints written before id ranges existed
+            if raw_ranges is None:
+                ranges = [IdRange.from_dict({"after": legacy_after})] if "after_id" in value else []
+            elif isinstance(raw_ranges, list):
+                ranges = [IdRange.from_dict(r) for r in raw_ranges]
+            else:
+                raise TypeError("'ranges' must be a list")
+            return cls(**fields, ranges=ranges)  # type: ignore[arg-type]
         except TypeError as exc:
             raise SinkError(f"{CHECKPOINT_PATH} is damaged ({exc}).", "Delete it to start a fresh run.") from exc
+
+    def position(self) -> str:
+        """Where the run resumes, for the log."""
+        return ", ".join(
+            "done" if r.done else f"id > {r.after}" + (f" and < {r.below}" if r.below is not None else "")
+            for r in self.ranges
+        ) or "the start"
 
 
 def new_run_id(now: datetime) -> str:
@@ -177,7 +204,7 @@ class SyncRun:
             checkpoint = Checkpoint.from_dict(saved)
             if not full or checkpoint.mode == "full":
                 checkpoint.resumes += 1
-                log.info("resuming run %s from asset id > %s", checkpoint.run_id, checkpoint.after_id)
+                log.info("resuming run %s from %s", checkpoint.run_id, checkpoint.position())
                 return checkpoint, True
             log.info("--full: abandoning unfinished incremental run %s", checkpoint.run_id)
         now = self._now()
@@ -194,17 +221,28 @@ class SyncRun:
         kb.refresh(self.client)
         tags = TagCriticality(self.client)
         cutoff = parse_datetime(checkpoint.modified_after)
-        pages = PagePrefetcher(self.client, checkpoint.modified_after, self.settings.page_size, checkpoint.after_id)
-        position = checkpoint.after_id  # keyset position of the last page read (the checkpoint: last page written)
+        if not checkpoint.ranges:
+            checkpoint.ranges = plan_ranges(
+                self.client, checkpoint.modified_after, self.settings.asset_partitions, self.settings.page_size
+            )
+            write_json(self.sink, CHECKPOINT_PATH, checkpoint.to_dict())
+            if len(checkpoint.ranges) > 1:
+                log.info("host asset search split into %d id ranges: %s", len(checkpoint.ranges), checkpoint.position())
+        pages = PartitionedPages(self.client, checkpoint.modified_after, self.settings.page_size, checkpoint.ranges)
+        # Keyset position of the last page read, per range (the checkpoint holds the last page written).
+        read_positions = [r.after for r in checkpoint.ranges]
         held: deque[HeldPage] = deque()
         max_held = max(2, MAX_HELD_ASSETS // self.settings.page_size)
-        for page in pages.pages():
-            assets, skipped = self._in_window(page, position, cutoff)
-            position = next_after_id(page, position)
+        open_ranges = sum(not r.done for r in checkpoint.ranges)
+        for index, page in pages.pages():
+            id_range = checkpoint.ranges[index]
+            assets, skipped = self._in_window(page, IdRange(read_positions[index], id_range.below), cutoff)
+            read_positions[index] = next_after_id(page, read_positions[index])
             tags.resolve(tag_id for asset in assets for tag_id, _ in asset.tags)
             kb.queue(self.client, (f.qid for asset in assets for f in asset.findings))
-            held.append(HeldPage(assets, skipped, position))
-            if kb.has_pending and (len(held) >= max_held or not page.has_more):
+            held.append(HeldPage(assets, skipped, index, read_positions[index], not page.has_more))
+            open_ranges -= not page.has_more
+            if kb.has_pending and (len(held) >= max_held or open_ranges == 0):
                 kb.flush(self.client)
             if not kb.has_pending:
                 while held:
@@ -219,7 +257,9 @@ class SyncRun:
     ) -> None:
         """Write one page's parts, then move the checkpoint past it."""
         self._write_page(checkpoint, held.assets, tags, kb)
-        checkpoint.after_id = held.position
+        id_range = checkpoint.ranges[held.range_index]
+        id_range.after = held.position
+        id_range.done = held.last
         checkpoint.skipped += held.skipped
         checkpoint.pages += 1
         lock.check()
@@ -228,12 +268,12 @@ class SyncRun:
             self._progress(Progress(checkpoint.pages, checkpoint.devices, checkpoint.findings))
 
     @staticmethod
-    def _in_window(page: AssetPage, position: int | None, cutoff: datetime | None) -> tuple[list[RawAsset], int]:
-        """Assets after the keyset position, modified after the cutoff, each id once; and how many were too old."""
+    def _in_window(page: AssetPage, id_range: IdRange, cutoff: datetime | None) -> tuple[list[RawAsset], int]:
+        """Assets of the range after its keyset position, modified after the cutoff, each id once; and how many were too old."""
         kept: dict[int, RawAsset] = {}
         skipped = 0
         for asset in page.assets:
-            if position is not None and asset.id <= position:
+            if not id_range.holds(asset.id):
                 continue  # some clients re-fetch the last record (qualysdk); never emit it twice
             modified = parse_datetime(asset.modified)
             if cutoff is not None and modified is not None and modified <= cutoff:

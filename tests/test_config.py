@@ -53,7 +53,8 @@ def test_bad_api_urls_name_the_setting(raw: str, fragment: str) -> None:
 def test_loads_from_environment_with_defaults() -> None:
     settings = load_sync_settings(BASE_ENV)
     assert settings.api_url == "https://qualysapi.qg2.apps.qualys.com"
-    assert settings.lookback_days == 90 and settings.page_size == 200
+    assert settings.lookback_days == 90 and settings.page_size == 200 and settings.asset_partitions == 1
+    assert load_sync_settings({**BASE_ENV, "QUALYS_ASSET_PARTITIONS": "4"}).asset_partitions == 4
     assert settings.output == LocalOutput("/tmp/out")
     assert "pw-S3cret!" not in repr(settings) and settings.password.reveal() == "pw-S3cret!"
 
@@ -74,6 +75,9 @@ def test_flags_override_environment() -> None:
         ({"QUALYS_LOOKBACK_DAYS": "ninety"}, "QUALYS_LOOKBACK_DAYS"),
         ({"QUALYS_LOOKBACK_DAYS": "0"}, "QUALYS_LOOKBACK_DAYS"),
         ({"QUALYS_PAGE_SIZE": "5000"}, "QUALYS_PAGE_SIZE"),
+        ({"QUALYS_ASSET_PARTITIONS": "0"}, "QUALYS_ASSET_PARTITIONS"),
+        ({"QUALYS_ASSET_PARTITIONS": "9"}, "QUALYS_ASSET_PARTITIONS"),
+        ({"QUALYS_ASSET_PARTITIONS": "four"}, "QUALYS_ASSET_PARTITIONS"),
         ({"OUTPUT_DIR": "", "OUTPUT_CONTAINER": "Bad_Name"}, "OUTPUT_CONTAINER"),
         ({"OUTPUT_DIR": ""}, "OUTPUT_DIR"),
         ({"OUTPUT_DIR": "", "OUTPUT_STORAGE_ACCOUNT_URL": "http://acct.blob.core.windows.net"}, "OUTPUT_STORAGE_ACCOUNT_URL"),

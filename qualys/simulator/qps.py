@@ -187,6 +187,14 @@ def search_assets(estate: Estate, request: SearchRequest) -> tuple[list[SimAsset
     return page, False
 
 
+def count_assets(estate: Estate, request: SearchRequest) -> int:
+    """Records matching the criteria (``/count/am/hostasset``): preferences are ignored."""
+    if request.error is not None:
+        raise request.error
+    predicates = [_predicate(c) for c in request.criteria]
+    return sum(1 for asset in estate.assets.values() if all(p(asset) for p in predicates))
+
+
 def search_tags(estate: Estate, request: SearchRequest) -> list[SimTag]:
     """Tags by ``id`` (EQUALS/IN) or ``name`` (EQUALS), ascending id."""
     if request.error is not None:

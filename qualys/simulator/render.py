@@ -156,6 +156,12 @@ def render_hostasset_page(
     return "".join(parts).encode()
 
 
+def render_count(count: int) -> bytes:
+    """A ``/count/am/hostasset`` answer: the number of matching records, no data."""
+    body = f"  <responseCode>SUCCESS</responseCode>\n  <count>{count}</count>\n</ServiceResponse>"
+    return (_qps_open("2.0/am/hostasset.xsd") + body).encode()
+
+
 _SUCCESS_EMPTY = "  <responseCode>SUCCESS</responseCode>\n  <count>0</count>\n</ServiceResponse>"
 _CATALOGUE_NAMES = {tid: name for tid, name, _ in TAG_CATALOGUE}
 

@@ -1,6 +1,6 @@
 """A loopback HTTP server that answers like the Qualys API, with real limits and injectable faults.
 
-Endpoints: QPS ``/qps/rest/2.0/search/am/hostasset`` and ``/search/am/tag``,
+Endpoints: QPS ``/qps/rest/2.0/search/am/hostasset``, ``/count/am/hostasset`` and ``/search/am/tag``,
 ``/qps/rest/portal/version`` and the KnowledgeBase ``/api/2.0/fo/knowledge_base/vuln/``.
 The VM-API (``/api/2.0/``) family enforces the subscription's concurrency and rate limits
 for real (409 1960 / 1965 with the ``X-RateLimit-*`` / ``X-Concurrency-*`` headers);
@@ -32,9 +32,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .estate import Estate
 from .page_cache import PageCache
-from .qps import Criterion, SearchError, SearchRequest, parse_search, search_assets, search_tags
+from .qps import Criterion, SearchError, SearchRequest, count_assets, parse_search, search_assets, search_tags
 from .render import (
     NOT_FOUND_HTML,
+    render_count,
     render_hostasset_page,
     render_html_error,
     render_kb,
@@ -48,6 +49,7 @@ from .vmapi import KbRequestError, select_kb
 _ENDPOINTS = {
     "/qps/rest/2.0/search/am/hostasset": "hostasset",
     "/qps/rest/2.0/search/am/tag": "tag",
+    "/qps/rest/2.0/count/am/hostasset": "count",
     "/qps/rest/portal/version": "version",
     "/api/2.0/fo/knowledge_base/vuln": "kb",
 }
@@ -89,13 +91,14 @@ class Latency:
     hostasset: float = 0.0
     tag: float = 0.0
     kb: float = 0.0
+    count: float = 0.0
 
 
 @dataclass
 class Fault:
     """A scripted failure. Faults form a queue: the first unexhausted one matching an endpoint owns the request."""
 
-    endpoint: str  # hostasset | tag | kb | version | *
+    endpoint: str  # hostasset | count | tag | kb | version | *
     kind: str
     times: int = 1
     skip: int = 0
@@ -483,7 +486,7 @@ class QualysSimulator:
             if body:
                 form.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
             params = form
-        elif endpoint in ("hostasset", "tag"):
+        elif endpoint in ("hostasset", "tag", "count"):
             search = parse_search(body)
             params = search.summary()
         else:
@@ -532,6 +535,8 @@ class QualysSimulator:
         try:
             if endpoint == "tag":
                 body = render_tag_page(search_tags(self.estate, search))
+            elif endpoint == "count":
+                body = render_count(count_assets(self.estate, search))
             else:
                 page, has_more = search_assets(self.estate, search)
                 last_id = page[-1].id if has_more and page else None
