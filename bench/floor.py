@@ -13,6 +13,10 @@ Schedule, all started at t=0:
 * KnowledgeBase: every distinct QID of the in-window assets (from the truth), 250 per POST,
   ``concurrency`` workers at a time (the ``/api/2.0/`` limit), alongside the chain.
 
+``--partitions K`` (K > 1) splits the chain like ``QUALYS_ASSET_PARTITIONS=K`` does
+(:mod:`qualys.partitions`): the same probe (one ``/count/am/hostasset``, then the asset at each
+boundary rank, concurrently), then K chains at once, each bounded by ``id LESSER``.
+
 ``--probe N`` instead reads the first N pages of the chain one after the other and reports the
 bytes/s the simulator delivers (the benchmark turns the server latency off for it).
 """
@@ -39,9 +43,12 @@ from urllib.parse import urlencode, urlsplit
 
 from qualys.assets import HOSTASSET_SEARCH_PATH, search_request
 from qualys.client import KB_PATH
+from qualys.partitions import HOSTASSET_COUNT_PATH, IdRange, ranges_from_bounds
 from qualys.tags import TAG_SEARCH_PATH
 
 _LAST_ID = re.compile(rb"<lastId>\s*(\d+)\s*</lastId>")
+_COUNT = re.compile(rb"<count>\s*(\d+)\s*</count>")
+_FIRST_ASSET_ID = re.compile(rb"<HostAsset>\s*<id>\s*(\d+)\s*</id>")
 _HEADER_SCAN_LIMIT = 8192
 _CHUNK = 1 << 20
 HeadCallback = Callable[[bytes], None]
@@ -85,8 +92,16 @@ class Floor:
             conn = self._local.conn = http.client.HTTPConnection(self._host, self._port, timeout=600)
         return conn
 
-    def post(self, endpoint: str, path: str, body: bytes, content_type: str, on_head: HeadCallback | None = None) -> int:
-        """POST and drain; ``on_head(first bytes)`` once the body's first bytes are in. Returns the status."""
+    def post(
+        self,
+        endpoint: str,
+        path: str,
+        body: bytes,
+        content_type: str,
+        on_head: HeadCallback | None = None,
+        head_ends: tuple[bytes, ...] = (b"</lastId>", b"<data>", b"</ServiceResponse>"),
+    ) -> int:
+        """POST and drain; ``on_head(first bytes)`` once one of ``head_ends`` is in. Returns the status."""
         started = time.perf_counter() - self.t0
         conn = self._connection()
         conn.request("POST", path, body, {**self._headers, "Content-Type": content_type})
@@ -102,7 +117,7 @@ class Floor:
             total += n
             if on_head is not None and len(head) < _HEADER_SCAN_LIMIT:
                 head += view[: min(n, _HEADER_SCAN_LIMIT)]
-                if b"</lastId>" in head or b"<data>" in head or b"</ServiceResponse>" in head:
+                if any(end in head for end in head_ends):
                     on_head(bytes(head))
                     on_head = None
         if on_head is not None:
@@ -116,8 +131,9 @@ class Floor:
         return response.status
 
     # ---- the three streams
-    def chain(self, modified_after: str, page_size: int) -> int:
+    def chain(self, modified_after: str, page_size: int, id_range: IdRange | None = None) -> int:
         """The hostasset keyset chain, each page requested as soon as the previous one's lastId is in."""
+        first, below = (id_range.after, id_range.below) if id_range is not None else (None, None)
         pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="floor-page")
         futures: list[Future[None]] = []
         finished = threading.Event()
@@ -137,7 +153,7 @@ class Floor:
                         futures.append(pool.submit(page, int(found.group(1))))
 
             try:
-                body = search_request(modified_after, page_size, after_id)
+                body = search_request(modified_after, page_size, after_id, below)
                 status = self.post("hostasset", HOSTASSET_SEARCH_PATH, body, "text/xml", head)
                 if status != 200:
                     raise RuntimeError(f"hostasset page after id {after_id}: HTTP {status}")
@@ -150,7 +166,7 @@ class Floor:
                 finished.set()
 
         with self._lock:
-            futures.append(pool.submit(page, None))
+            futures.append(pool.submit(page, first))
         finished.wait()
         with self._lock:
             pending = list(futures)
@@ -158,6 +174,42 @@ class Floor:
             future.result()
         pool.shutdown()
         return pages
+
+    def split(self, modified_after: str, page_size: int, partitions: int) -> list[IdRange]:
+        """The sync's partition probe: count the window, then fetch the asset at each boundary rank at once."""
+        seen: list[bytes] = []
+
+        def keep(first: bytes) -> None:
+            seen.append(first)
+
+        body = search_request(modified_after, 1, None)
+        if self.post("count", HOSTASSET_COUNT_PATH, body, "text/xml", keep) != 200 or not (found := _COUNT.search(seen[0])):
+            raise RuntimeError("count request failed")
+        total = int(found.group(1))
+        wanted = min(partitions, -(-total // page_size))
+        if wanted <= 1:
+            return [IdRange()]
+        ranks = [j * total // wanted + 1 for j in range(1, wanted)]
+
+        def at(rank: int) -> int:
+            heads: list[bytes] = []
+            request = search_request(modified_after, 1, None, start_offset=rank)
+            status = self.post("hostasset", HOSTASSET_SEARCH_PATH, request, "text/xml", heads.append, (b"</id>",))
+            hit = _FIRST_ASSET_ID.search(heads[0]) if status == 200 and heads else None
+            if hit is None:
+                raise RuntimeError(f"boundary search at rank {rank} failed (HTTP {status})")
+            return int(hit.group(1))
+
+        with ThreadPoolExecutor(max_workers=len(ranks)) as pool:
+            return ranges_from_bounds(list(pool.map(at, ranks)))
+
+    def chains(self, modified_after: str, page_size: int, partitions: int) -> int:
+        """The keyset chain, or with ``partitions`` > 1 the probe and then one chain per id range at once."""
+        if partitions <= 1:
+            return self.chain(modified_after, page_size)
+        ranges = self.split(modified_after, page_size, partitions)
+        with ThreadPoolExecutor(max_workers=len(ranges), thread_name_prefix="floor-range") as pool:
+            return sum(pool.map(lambda r: self.chain(modified_after, page_size, r), ranges))
 
     def probe(self, modified_after: str, page_size: int, pages: int) -> int:
         """The first ``pages`` pages strictly one after the other (no overlap); returns how many."""
@@ -217,7 +269,7 @@ def _cutoff(lookback_days: int) -> str:
     return (datetime.now(UTC) - timedelta(days=lookback_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run_floor(floor: Floor, plan: Plan) -> dict[str, object]:
+def run_floor(floor: Floor, plan: Plan, partitions: int = 1) -> dict[str, object]:
     batches: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
     qids = sorted(set(plan.qids))
     for start in range(0, len(qids), plan.kb_batch_size):
@@ -229,7 +281,11 @@ def run_floor(floor: Floor, plan: Plan) -> dict[str, object]:
     ]
     for worker in workers:
         worker.start()
-    pages = floor.chain(_cutoff(plan.lookback_days), plan.page_size)
+    try:
+        pages = floor.chains(_cutoff(plan.lookback_days), plan.page_size, partitions)
+    except RuntimeError as exc:
+        floor.errors.append(str(exc))
+        pages = 0
     for worker in workers:
         worker.join()
     wall = time.perf_counter() - floor.t0
@@ -255,11 +311,12 @@ def run_probe(floor: Floor, plan: Plan, pages: int) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
     parser.add_argument("--plan", required=True, help="JSON written by bench.run")
+    parser.add_argument("--partitions", type=int, default=1, help="id ranges pulled at once (QUALYS_ASSET_PARTITIONS)")
     parser.add_argument("--probe", type=int, default=0, help="only read this many pages back to back (throughput)")
     args = parser.parse_args(argv)
     plan = Plan.load(args.plan)
     floor = Floor(os.environ["QUALYS_API_URL"], os.environ["QUALYS_USERNAME"], os.environ["QUALYS_PASSWORD"])
-    result = run_probe(floor, plan, args.probe) if args.probe else run_floor(floor, plan)
+    result = run_probe(floor, plan, args.probe) if args.probe else run_floor(floor, plan, args.partitions)
     print(json.dumps(result))
     return 1 if result["errors"] else 0
 

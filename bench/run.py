@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -213,6 +213,9 @@ class Phase:
     cache_render_seconds: float
     cache_served: int
     detail: dict[str, Any] = field(default_factory=dict)
+    #: Id ranges of the host asset search (QUALYS_ASSET_PARTITIONS); a sync compares with the floor of the same.
+    partitions: int = 1
+    is_floor: bool = False
 
 
 @dataclass
@@ -356,7 +359,9 @@ class SizeBench:
         findings = sum(len(a.findings) for a in in_window)
         notes: list[str] = []
         self.log(f"estate generated in {time.perf_counter() - started:.1f} s: {len(in_window):,} in window")
-        latency = Latency(hostasset=args.hostasset_latency, tag=args.tag_latency, kb=args.kb_latency)
+        latency = Latency(
+            hostasset=args.hostasset_latency, tag=args.tag_latency, kb=args.kb_latency, count=args.count_latency
+        )
         cache_dir = Path(args.cache_dir) / f"assets-{self.assets}-seed{SEED}-page{args.page_size}"
         sim = QualysSimulator(
             estate,
@@ -401,13 +406,23 @@ class SizeBench:
             sync_cmd = [sys.executable, "-m", "qualys", "sync", "--output-dir", str(out), "--json"]
             phases.append(self._sync(sim, estate, "(b) sync, full", sync_cmd, env, out))
             phases.append(self._sync(sim, estate, "(c) sync, incremental", sync_cmd, env, out))
+            k = args.partitions
+            if k > 1 and self.main_size:
+                notes.append(self._warm_ranges(sim, plan, env, k))
+                self.log(notes[-1])
+                phases.append(self._floor(sim, plan, env, k))
+                ranged_out = self.workdir / "output-ranges"
+                ranged_cmd = [*sync_cmd[:5], str(ranged_out), "--json"]
+                ranged_env = {**env, "QUALYS_ASSET_PARTITIONS": str(k)}
+                phases.append(self._sync(sim, estate, f"(e) sync, full, {k} ranges", ranged_cmd, ranged_env, ranged_out))
+                phases[-1].partitions = k
             profile_lines: list[str] = []
             if args.profile and self.main_size:
                 prof_file = self.workdir / "sync.prof"
                 prof_out = self.workdir / "output-profiled"
                 cmd = [sys.executable, "-m", "bench.profile_sync", str(prof_file), *sync_cmd[3:5], str(prof_out), "--json"]
                 profile_env = {**env, "BENCH_PROFILE_CLOCK": args.profile_clock}
-                profiled = self._sync(sim, estate, "(d) sync, full, profiled", cmd, profile_env, prof_out)
+                profiled = self._sync(sim, estate, "(f) sync, full, profiled", cmd, profile_env, prof_out)
                 phases.append(profiled)
                 profile_lines = self._profile_report(prof_file, profiled, phases[1])
             removed = sim.page_cache.prune()
@@ -488,11 +503,28 @@ class SizeBench:
             f"latency off, {rendered} rendered)"
         )
 
-    def _floor(self, sim: QualysSimulator, plan: Path, env: dict[str, str]) -> Phase:
-        cmd = [sys.executable, "-m", "bench.floor", "--plan", str(plan)]
-        phase, measured = self._phase(sim, "(a) floor", cmd, env)
+    def _floor(self, sim: QualysSimulator, plan: Path, env: dict[str, str], partitions: int = 1) -> Phase:
+        cmd = [sys.executable, "-m", "bench.floor", "--plan", str(plan), "--partitions", str(partitions)]
+        name = "(a) floor" if partitions <= 1 else f"(d) floor, {partitions} ranges"
+        phase, measured = self._phase(sim, name, cmd, env)
         phase.detail = _last_json(measured.stdout)
+        phase.partitions, phase.is_floor = partitions, True
         return phase
+
+    def _warm_ranges(self, sim: QualysSimulator, plan: Path, env: dict[str, str], partitions: int) -> str:
+        """Render the id-range pages into the page cache (latency off, not measured): they differ from the chain's."""
+        saved, sim.latency = sim.latency, Latency()
+        try:
+            self._reset(sim)
+            cmd = [sys.executable, "-m", "bench.floor", "--plan", str(plan), "--partitions", str(partitions)]
+            measured = run_measured(cmd, env, self.workdir, self.args.phase_timeout)
+        finally:
+            sim.latency = saved
+        if measured.returncode != 0:
+            raise BenchError(f"id-range warm-up failed:\n{measured.stderr.strip()[-3000:]}{measured.stdout[-1000:]}")
+        stats = sim.page_cache.stats if sim.page_cache is not None else None
+        rendered = f"{stats.rendered} rendered in {stats.render_seconds:.1f} s, {stats.hits} from disk" if stats else ""
+        return f"page cache for {partitions} id ranges ready in {measured.wall:.1f} s ({rendered})"
 
     def _sync(self, sim: QualysSimulator, estate: Estate, name: str, cmd: Sequence[str], env: dict[str, str], out: Path) -> Phase:
         phase, measured = self._phase(sim, name, cmd, env)
@@ -560,21 +592,20 @@ class SizeBench:
 
 
 def _fmt_requests(requests: Counter[str]) -> str:
-    known = ("hostasset", "kb", "tag")
+    known = ("hostasset", "kb", "tag")  # other: the partition probe's count call
     other = sum(n for endpoint, n in requests.items() if endpoint not in known)
     return " / ".join(str(requests.get(e, 0)) for e in known) + f" / {other}"
 
 
 def render_table(result: SizeResult, args: argparse.Namespace) -> list[str]:
-    floor = result.phases[0]
     reference = result.phases[1]  # the full sync's counts, so the floor's rates compare
     header = (
         "phase", "wall s", "assets/s", "findings/s", "MB recv", "requests ha/kb/tag/other", "peak RSS MiB", "CPU s", "x floor"
     )
     rows: list[tuple[str, ...]] = []
     for phase in result.phases:
-        devices = reference.devices if phase is floor else phase.devices
-        findings = reference.findings if phase is floor else phase.findings
+        devices = reference.devices if phase.is_floor else phase.devices
+        findings = reference.findings if phase.is_floor else phase.findings
         wall = phase.measured.wall
         rows.append(
             (
@@ -586,7 +617,7 @@ def render_table(result: SizeResult, args: argparse.Namespace) -> list[str]:
                 _fmt_requests(phase.requests),
                 f"{phase.measured.peak_rss / MIB:,.1f}",
                 f"{phase.measured.cpu:.2f}",
-                f"{wall / floor.measured.wall:.2f}",
+                f"{wall / floor_of(result, phase).measured.wall:.2f}",
             )
         )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
@@ -599,7 +630,7 @@ def render_table(result: SizeResult, args: argparse.Namespace) -> list[str]:
         f"== {result.assets:,} assets: {result.in_window:,} in the {result.lookback_days}-day window, "
         f"{result.findings:,} findings, {result.qids:,} distinct QIDs, {result.tags} tags; page size {args.page_size}",
         f"   latency: hostasset {args.hostasset_latency} s/page, KnowledgeBase {args.kb_latency} s/batch, "
-        f"tag {args.tag_latency} s/search; /api/2.0/ concurrency {args.concurrency}",
+        f"tag {args.tag_latency} s/search, count {args.count_latency} s; /api/2.0/ concurrency {args.concurrency}",
         "",
         line(header),
         line(["-" * w for w in widths]),
@@ -630,6 +661,11 @@ def render_table(result: SizeResult, args: argparse.Namespace) -> list[str]:
     return out
 
 
+def floor_of(result: SizeResult, phase: Phase) -> Phase:
+    """The floor a phase is compared with: the one with the same id ranges."""
+    return next(p for p in result.phases if p.is_floor and p.partitions == phase.partitions)
+
+
 def targets(result: SizeResult) -> list[str]:
     floor, full, incremental = result.phases[0], result.phases[1], result.phases[2]
     minimum = Counter({"hostasset": result.pages_min, "kb": result.kb_min, "tag": result.tag_min})
@@ -647,6 +683,28 @@ def targets(result: SizeResult) -> list[str]:
         f"     [{verdict(full.requests == minimum)}] full sync requests = minimum "
         f"(ha/kb/tag {_fmt_requests(minimum)}): {_fmt_requests(full.requests)}",
         f"     [{verdict(inc_total <= 3)}] incremental, nothing changed, <= 3 requests: {inc_total}",
+        *_range_targets(result, verdict),
+    ]
+
+
+def _range_targets(result: SizeResult, verdict: Callable[[bool], str]) -> list[str]:
+    ranged = [p for p in result.phases if p.partitions > 1 and not p.is_floor]
+    if not ranged:
+        return []
+    sync, floor, sequential = ranged[0], floor_of(result, ranged[0]), result.phases[1]
+    k = sync.partitions
+    # the minimum with k ranges: the probe (1 count + k-1 one-record searches) and at most one partial page per range
+    ha_max = result.pages_min + 2 * (k - 1)
+    ha, other = sync.requests.get("hostasset", 0), sum(n for e, n in sync.requests.items() if e not in ("hostasset", "kb", "tag"))
+    ok = ha <= ha_max and other <= 1 and sync.requests.get("kb") == result.kb_min and sync.requests.get("tag") == result.tag_min
+    ratio = sync.measured.wall / floor.measured.wall
+    return [
+        f"     [{verdict(ratio <= 1.2)}] {k}-range sync wall <= 1.2 x {k}-range floor: {ratio:.2f} x "
+        f"({sequential.measured.wall / sync.measured.wall:.1f} x faster than the sequential sync)",
+        f"     [{verdict(sync.measured.peak_rss / MIB <= 150)}] {k}-range sync peak RSS <= 150 MiB: "
+        f"{sync.measured.peak_rss / MIB:.1f} MiB",
+        f"     [{verdict(ok)}] {k}-range requests: hostasset <= {ha_max} (pages + probe + one partial page per range), "
+        f"1 count, KB and tag at the minimum: {_fmt_requests(sync.requests)}",
     ]
 
 
@@ -661,6 +719,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hostasset-latency", type=float, default=0.5, help="server seconds per hostasset page (0.5)")
     parser.add_argument("--kb-latency", type=float, default=0.5, help="server seconds per KnowledgeBase call (0.5)")
     parser.add_argument("--tag-latency", type=float, default=0.2, help="server seconds per tag search (0.2)")
+    parser.add_argument("--count-latency", type=float, default=0.5, help="server seconds per host asset count (0.5)")
+    parser.add_argument(
+        "--partitions", type=int, default=4,
+        help="also run floor and sync with this many id ranges (QUALYS_ASSET_PARTITIONS) at the main size; 1: skip (4)",
+    )
     parser.add_argument("--concurrency", type=int, default=2, help="/api/2.0/ concurrency limit (default 2)")
     parser.add_argument("--rate-limit", type=int, default=300, help="/api/2.0/ calls per hour, reset per phase (300)")
     parser.add_argument("--cache-dir", default=str(ROOT / "bench" / ".cache"), help="page cache folder (bench/.cache)")

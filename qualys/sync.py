@@ -238,16 +238,18 @@ class SyncRun:
             id_range = checkpoint.ranges[index]
             assets, skipped = self._in_window(page, IdRange(read_positions[index], id_range.below), cutoff)
             read_positions[index] = next_after_id(page, read_positions[index])
-            tags.resolve(tag_id for asset in assets for tag_id, _ in asset.tags)
+            tags.queue(tag_id for asset in assets for tag_id, _ in asset.tags)
             kb.queue(self.client, (f.qid for asset in assets for f in asset.findings))
             held.append(HeldPage(assets, skipped, index, read_positions[index], not page.has_more))
             open_ranges -= not page.has_more
             if kb.has_pending and (len(held) >= max_held or open_ranges == 0):
                 kb.flush(self.client)
             if not kb.has_pending:
+                tags.flush()
                 while held:
                     self._commit_page(checkpoint, held.popleft(), tags, kb, lock)
         kb.flush(self.client)  # the last page flushes already; kept so no page can be left behind
+        tags.flush()
         while held:
             self._commit_page(checkpoint, held.popleft(), tags, kb, lock)
         kb.compact(refreshed_at=checkpoint.started_at)

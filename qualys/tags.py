@@ -71,6 +71,16 @@ class TagCriticality:
         self._client = client
         self._batch_size = batch_size
         self._scores: dict[str, int | None] = {}
+        self._queued: set[str] = set()
+
+    def queue(self, tag_ids: Iterable[str]) -> None:
+        """Note tags to look up at the next :meth:`flush` (pages held for the KnowledgeBase share one search)."""
+        self._queued.update(tag_id for tag_id in tag_ids if tag_id not in self._scores)
+
+    def flush(self) -> None:
+        """Look up every queued tag: one request per batch."""
+        queued, self._queued = self._queued, set()
+        self.resolve(queued)
 
     def resolve(self, tag_ids: Iterable[str]) -> None:
         """Fetch the tags not seen yet in this run (one request per batch)."""

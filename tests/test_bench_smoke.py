@@ -12,15 +12,21 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_benchmark_flow_prints_the_table_for_a_tiny_estate(tmp_path: Path) -> None:
     cmd = [
         sys.executable, "-m", "bench.run", "--assets", "60", "--skip-small", "--page-size", "20",
-        "--hostasset-latency", "0", "--kb-latency", "0", "--tag-latency", "0", "--cache-dir", str(tmp_path / "cache"),
+        "--hostasset-latency", "0", "--kb-latency", "0", "--tag-latency", "0",
+        "--count-latency", "0", "--cache-dir", str(tmp_path / "cache"),
     ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "correctness: OK" in out
     rows = {line.split("  ")[0]: line for line in out.splitlines() if line.startswith("(")}
-    assert set(rows) == {"(a) floor", "(b) sync, full", "(c) sync, incremental"}
-    # 57 of the 60 assets are in the window: the floor reads 3 pages of 20, one KB batch, one tag search.
-    assert "3 / 1 / 1 / 0" in rows["(a) floor"]
+    assert set(rows) == {
+        "(a) floor", "(b) sync, full", "(c) sync, incremental", "(d) floor, 4 ranges", "(e) sync, full, 4 ranges",
+    }
+    # 57 of the 60 assets are in the window: the floor reads 3 pages of 20, one KB batch, one tag search,
+    # and so does the sync; with 4 ranges asked, 3 pages give 3 ranges: 1 count, 2 boundary searches, 3 chains.
+    assert "3 / 1 / 1 / 0" in rows["(a) floor"] and "3 / 1 / 1 / 0" in rows["(b) sync, full"]
+    assert " / 1 / 1 / 1 " in rows["(d) floor, 4 ranges"] and " / 1 / 1 / 1 " in rows["(e) sync, full, 4 ranges"]
+    assert "MISS] full sync requests" not in out and "MISS] 4-range requests" not in out
     assert "simulator throughput:" in out and "floor schedule:" in out and "benchmark total:" in out
     assert list((tmp_path / "cache").glob("assets-60-*/hostasset/*.xml"))
