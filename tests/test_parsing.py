@@ -173,6 +173,20 @@ def test_hostile_xml_is_refused(body: bytes) -> None:
         parser(io.BytesIO(body))
 
 
+@pytest.mark.parametrize("doctype", [b"", b'<!DOCTYPE ServiceResponse SYSTEM "https://example.invalid/x.dtd">'])
+def test_undefined_entities_fail_and_predefined_ones_expand(doctype: bytes) -> None:
+    def body(name: bytes) -> bytes:
+        return (
+            b'<?xml version="1.0"?>' + doctype + b"<ServiceResponse><responseCode>SUCCESS</responseCode><data>"
+            b"<HostAsset><id>7</id><name>" + name + b"</name></HostAsset></data></ServiceResponse>"
+        )
+
+    # with an external DTD expat skips what it cannot define: the connector refuses rather than drops text
+    with pytest.raises(ResponseFormatError, match="undefined"):
+        parse_page(io.BytesIO(body(b"a&nbsp;b")))
+    assert parse_page(io.BytesIO(body(b"a&amp;b&#233;&lt;"))).assets[0].name == "a&b\u00e9<"
+
+
 def test_truncated_and_non_xml_bodies() -> None:
     with pytest.raises(TruncatedBodyError):
         parse_page(io.BytesIO(page()[: len(page()) // 2]))

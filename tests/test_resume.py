@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from qualys.simulator.server import Latency, QualysSimulator
 from qualys.sinks import LocalSink
 from tests.helpers import PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest
@@ -39,12 +41,13 @@ class LatestWatcher(threading.Thread):
             time.sleep(0.01)
 
 
-def test_killed_sync_is_resumed_and_complete(tmp_path: Path) -> None:
+@pytest.mark.parametrize("partitions", ["1", "3"])
+def test_killed_sync_is_resumed_and_complete(tmp_path: Path, partitions: str) -> None:
     estate = estate_in_past(500, seed=5)
     with QualysSimulator(estate, username=USER, password=PASSWORD, latency=Latency(hostasset=0.1)) as simulator:
         env = {
             **os.environ, "QUALYS_API_URL": simulator.url, "QUALYS_USERNAME": USER, "QUALYS_PASSWORD": PASSWORD,
-            "OUTPUT_DIR": str(tmp_path), "QUALYS_PAGE_SIZE": "20",
+            "OUTPUT_DIR": str(tmp_path), "QUALYS_PAGE_SIZE": "20", "QUALYS_ASSET_PARTITIONS": partitions,
         }
         command = [sys.executable, "-m", "qualys", "sync"]
         first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
@@ -69,6 +72,7 @@ def test_killed_sync_is_resumed_and_complete(tmp_path: Path) -> None:
         checkpoint = json.loads(checkpoint_file.read_text())
         pages_before = int(str(checkpoint["pages"]))
         assert 4 <= pages_before < 20, "the kill must land mid-run"
+        assert len(checkpoint["ranges"]) == int(partitions)  # type: ignore[arg-type]
         assert read_latest(LocalSink(tmp_path)).manifest["run_id"] == first_id
 
         resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
