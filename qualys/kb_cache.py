@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from qualys.client import QualysClient
 from qualys.errors import SinkError
@@ -31,7 +31,10 @@ class KnowledgeBaseCache:
         self._run_id = run_id
         self._batch_size = batch_size
         self._entries: dict[int, KbEntry] = {}
-        self._pending: dict[int, None] = {}  # QIDs seen on pages but not fetched yet, in first-seen order
+        self._pending: dict[int, None] = {}  # QIDs seen on pages but not requested yet, in first-seen order
+        self._in_flight: list[tuple[list[int], Future[list[KbEntry]]]] = []  # requested, not stored yet
+        self._requested: set[int] = set()
+        self._pool: ThreadPoolExecutor | None = None
         self._shard = 0
         self.fetched = 0
 
@@ -69,37 +72,60 @@ class KnowledgeBaseCache:
 
     @property
     def has_pending(self) -> bool:
-        return bool(self._pending)
+        """QIDs seen on pages whose entries are not stored yet (queued or in flight)."""
+        return bool(self._pending or self._in_flight)
 
     def queue(self, client: QualysClient, qids: Iterable[int]) -> None:
-        """Note QIDs the cache lacks; fetch them as soon as they fill whole batches.
+        """Note QIDs the cache lacks; request them in the background as soon as they fill whole batches.
 
         A partial batch waits for the next pages' QIDs (see :meth:`flush`), so a run
-        makes one request per full batch of new QIDs instead of one per page.
+        makes one request per full batch of new QIDs instead of one per page. Requests
+        run on worker threads while the caller goes on reading pages; their entries are
+        stored by the caller's thread, in :meth:`poll` and :meth:`flush`.
         """
         for qid in qids:
-            if qid not in self._entries:
+            if qid not in self._entries and qid not in self._requested:
                 self._pending.setdefault(qid, None)
         full = len(self._pending) // self._batch_size * self._batch_size
         if full:
-            self._fetch(client, list(self._pending)[:full])
+            self._request(client, list(self._pending)[:full])
+        self.poll()
+
+    def poll(self) -> None:
+        """Store the entries of finished requests without waiting for the others."""
+        self._collect(wait=False)
 
     def flush(self, client: QualysClient) -> None:
-        """Fetch whatever is still pending (at most one partial batch)."""
+        """Request whatever is still queued (at most one partial batch) and wait for every request."""
         if self._pending:
-            self._fetch(client, list(self._pending))
+            self._request(client, list(self._pending))
+        self._collect(wait=True)
 
-    def _fetch(self, client: QualysClient, qids: list[int]) -> None:
-        batches = list(batched(sorted(qids), self._batch_size))
-        if len(batches) == 1:
-            self._store(fetch_entries(client, batches[0]))
-        else:
-            # Several batches: run them side by side; the client caps them at X-Concurrency-Limit-Limit.
-            with ThreadPoolExecutor(max_workers=KB_PARALLEL_BATCHES, thread_name_prefix="qualys-kb") as pool:
-                for entries in pool.map(lambda batch: fetch_entries(client, batch), batches):
-                    self._store(entries)
+    def close(self) -> None:
+        """Stop the worker threads; requests not started are cancelled (a failed run needs none)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _request(self, client: QualysClient, qids: list[int]) -> None:
+        if self._pool is None:
+            # The client's limiter holds the calls to Qualys's X-Concurrency-Limit-Limit.
+            self._pool = ThreadPoolExecutor(max_workers=KB_PARALLEL_BATCHES, thread_name_prefix="qualys-kb")
+        for batch in batched(sorted(qids), self._batch_size):
+            self._in_flight.append((list(batch), self._pool.submit(fetch_entries, client, batch)))
         for qid in qids:
             self._pending.pop(qid, None)
+            self._requested.add(qid)
+
+    def _collect(self, wait: bool) -> None:
+        still: list[tuple[list[int], Future[list[KbEntry]]]] = []
+        for batch, future in self._in_flight:
+            if wait or future.done():
+                self._store(future.result())  # a failed request raises its typed error here
+                self._requested.difference_update(batch)
+            else:
+                still.append((batch, future))
+        self._in_flight = still
 
     def refresh(self, client: QualysClient) -> int:
         """Apply KnowledgeBase changes since the last refresh to the cached QIDs; returns how many changed."""

@@ -219,6 +219,13 @@ class SyncRun:
         kb = KnowledgeBaseCache(self.sink, f"{checkpoint.run_id}-r{checkpoint.resumes}")
         kb.load()
         kb.refresh(self.client)
+        try:
+            self._pull_pages(checkpoint, lock, kb)
+        finally:
+            kb.close()
+        kb.compact(refreshed_at=checkpoint.started_at)
+
+    def _pull_pages(self, checkpoint: Checkpoint, lock: LockHandle, kb: KnowledgeBaseCache) -> None:
         tags = TagCriticality(self.client)
         cutoff = parse_datetime(checkpoint.modified_after)
         if not checkpoint.ranges:
@@ -252,7 +259,6 @@ class SyncRun:
         tags.flush()
         while held:
             self._commit_page(checkpoint, held.popleft(), tags, kb, lock)
-        kb.compact(refreshed_at=checkpoint.started_at)
 
     def _commit_page(
         self, checkpoint: Checkpoint, held: HeldPage, tags: TagCriticality, kb: KnowledgeBaseCache, lock: LockHandle
