@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element
@@ -26,17 +27,25 @@ _CVE = re.compile(r"^CVE-\d{4}-\d{4,}$")
 
 @dataclass(frozen=True, slots=True)
 class KbEntry:
-    """What a finding needs from one QID. ``known=False``: Qualys returned nothing for it."""
+    """What a finding needs from one QID. ``known=False``: Qualys returned nothing for it.
+
+    The cache holds an entry per distinct QID of the estate, so entries are kept small: the CVE ids
+    as one comma-separated string (``cves``; read them as :attr:`cve_ids`), the few vuln types shared.
+    """
 
     qid: int
     title: str | None = None
     vuln_type: str | None = None
     severity: int | None = None
-    cve_ids: tuple[str, ...] = ()
+    cves: str = ""
     cvss_base: float | None = None
     cvss_v3_base: float | None = None
     last_modified: str | None = None
     known: bool = True
+
+    @property
+    def cve_ids(self) -> tuple[str, ...]:
+        return tuple(self.cves.split(",")) if self.cves else ()
 
     def to_json(self) -> str:
         return json.dumps(
@@ -48,7 +57,14 @@ class KbEntry:
     @classmethod
     def from_json(cls, line: str) -> KbEntry:
         qid, title, vuln_type, severity, cves, cvss, cvss3, modified, known = json.loads(line)
-        return cls(int(qid), title, vuln_type, severity, tuple(cves), cvss, cvss3, modified, bool(known))
+        return cls(
+            int(qid), title, _vuln_type(vuln_type), severity, ",".join(canonical_cves(cves)), cvss, cvss3, modified, bool(known)
+        )
+
+
+def _vuln_type(value: str | None) -> str | None:
+    """One string per vuln type (Qualys has a handful), not one per entry."""
+    return sys.intern(value) if value is not None else None
 
 
 def canonical_cves(values: Iterable[str | None]) -> tuple[str, ...]:
@@ -83,9 +99,9 @@ def entry_from_element(vuln: Element) -> KbEntry | None:
     return KbEntry(
         qid=qid,
         title=child_text(vuln, "TITLE"),
-        vuln_type=child_text(vuln, "VULN_TYPE"),
+        vuln_type=_vuln_type(child_text(vuln, "VULN_TYPE")),
         severity=severity if severity is not None and 1 <= severity <= 5 else None,
-        cve_ids=canonical_cves(child_text(cve, "ID") for cve in vuln.iterfind("CVE_LIST/CVE")),
+        cves=",".join(canonical_cves(child_text(cve, "ID") for cve in vuln.iterfind("CVE_LIST/CVE"))),
         cvss_base=_float(child_text(vuln, "CVSS/BASE")),
         cvss_v3_base=_float(child_text(vuln, "CVSS_V3/BASE")),
         last_modified=child_text(vuln, "LAST_SERVICE_MODIFICATION_DATETIME"),

@@ -101,25 +101,25 @@ def finding_records(asset: RawAsset, kb: Mapping[int, KbEntry]) -> list[dict[str
     """One record per asset x QID (the first HostAssetVuln of a QID wins), enriched from the KB."""
     records: list[dict[str, object]] = []
     seen: set[int] = set()
-    for finding in asset.findings:
-        if finding.qid in seen:
+    for qid, host_instance_vuln_id, first_found, last_found in asset.findings.rows():
+        if qid in seen:
             continue
-        seen.add(finding.qid)
-        entry = kb.get(finding.qid)
+        seen.add(qid)
+        entry = kb.get(qid)
         known = entry is not None and entry.known
         records.append(
             {
                 "asset_id": str(asset.id),
-                "qid": finding.qid,
-                "cve_ids": list(entry.cve_ids) if entry is not None else [],
+                "qid": qid,
+                "cve_ids": entry.cves.split(",") if entry is not None and entry.cves else [],
                 "title": entry.title if known and entry else None,
                 "vuln_type": entry.vuln_type if known and entry else None,
                 "severity": entry.severity if known and entry else None,
                 "cvss_base": entry.cvss_base if known and entry else None,
                 "cvss_v3_base": entry.cvss_v3_base if known and entry else None,
-                "first_found_at": iso_utc(finding.first_found),
-                "last_found_at": iso_utc(finding.last_found),
-                "host_instance_vuln_id": finding.host_instance_vuln_id,
+                "first_found_at": iso_utc(first_found),
+                "last_found_at": iso_utc(last_found),
+                "host_instance_vuln_id": host_instance_vuln_id,
                 "source": SOURCE,
             }
         )

@@ -246,7 +246,7 @@ class SyncRun:
             assets, skipped = self._in_window(page, IdRange(read_positions[index], id_range.below), cutoff)
             read_positions[index] = next_after_id(page, read_positions[index])
             tags.queue(tag_id for asset in assets for tag_id, _ in asset.tags)
-            kb.queue(self.client, (f.qid for asset in assets for f in asset.findings))
+            kb.queue(self.client, (qid for asset in assets for qid in asset.findings.qids))
             held.append(HeldPage(assets, skipped, index, read_positions[index], not page.has_more))
             open_ranges -= not page.has_more
             if kb.has_pending and (len(held) >= max_held or open_ranges == 0):
@@ -296,22 +296,29 @@ class SyncRun:
         if not assets:
             return
         device_lines: list[str] = []
-        finding_lines: list[str] = []
+        # One encoded chunk per asset: a page's ~8,000 finding lines never live as separate strings at once.
+        finding_chunks: list[bytes] = []
+        findings = 0
         for asset in assets:
             criticality = tags.criticality(tag_id for tag_id, _ in asset.tags)
             device_lines.append(_line(device_record(asset, criticality)))
-            finding_lines.extend(_line(record) for record in finding_records(asset, kb.entries))
+            records = finding_records(asset, kb.entries)
+            findings += len(records)
+            finding_chunks.append("".join(map(_line, records)).encode())
         part = f"part-{checkpoint.next_part:05d}.jsonl"
         written: list[str] = []
-        for kind, lines in (("devices", device_lines), ("findings", finding_lines)):
-            if lines:
+        for kind, chunks, count in (
+            ("devices", ["".join(device_lines).encode()], len(device_lines)),
+            ("findings", finding_chunks, findings),
+        ):
+            if count:
                 path = f"runs/{checkpoint.run_id}/{kind}/{part}"
-                self.sink.write(path, "".join(lines).encode(), NDJSON)
+                self.sink.write(path, b"".join(chunks), NDJSON)
                 written.append(path)
         checkpoint.files.extend(written)
         checkpoint.next_part += 1
         checkpoint.devices += len(device_lines)
-        checkpoint.findings += len(finding_lines)
+        checkpoint.findings += findings
 
     def _write_manifest(self, checkpoint: Checkpoint, manifest_path: str) -> None:
         manifest = {

@@ -157,10 +157,15 @@ def feed_target(source: Readable, target: ParserTarget) -> None:
     expat.CharacterDataHandler = target.data
     target.attach(expat)
     reader = KeepAliveStripper(source)
-    with _xml_errors():
-        while chunk := reader.read(FEED_CHUNK_BYTES):
-            parser.feed(chunk)
-        parser.close()
+    try:
+        with _xml_errors():
+            while chunk := reader.read(FEED_CHUNK_BYTES):
+                parser.feed(chunk)
+            parser.close()
+    finally:
+        # The handlers are the target's bound methods and the target keeps the parser (attach): a reference
+        # cycle that kept everything the target parsed (a whole page of assets) until a full garbage collection.
+        expat.StartElementHandler = expat.EndElementHandler = expat.CharacterDataHandler = None
 
 
 def text_of(element: Element | None) -> str | None:
