@@ -9,12 +9,13 @@ date, so the next run asks Qualys only for QIDs changed since then.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from qualys.client import QualysClient
 from qualys.errors import SinkError
 from qualys.knowledge_base import KB_BATCH_SIZE, KbEntry, batched, fetch_changed_since, fetch_entries
+from qualys.normalize import kb_fragment
 from qualys.sinks import Sink, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ class KnowledgeBaseCache:
         self._sink = sink
         self._run_id = run_id
         self._batch_size = batch_size
-        self._entries: dict[int, KbEntry] = {}
+        #: QID -> the KB members of its finding records, rendered (see normalize.kb_fragment).
+        self._fragments: dict[int, str] = {}
         self._pending: dict[int, None] = {}  # QIDs seen on pages but not requested yet, in first-seen order
         self._in_flight: list[tuple[list[int], Future[list[KbEntry]]]] = []  # requested, not stored yet
         self._requested: set[int] = set()
@@ -39,11 +41,15 @@ class KnowledgeBaseCache:
         self.fetched = 0
 
     @property
-    def entries(self) -> Mapping[int, KbEntry]:
-        return self._entries
+    def fragments(self) -> Mapping[int, str]:
+        return self._fragments
 
     def load(self) -> None:
         """Read every shard; later shards (sorted by run id) override earlier ones."""
+        for entry in self._read_shards():
+            self._fragments[entry.qid] = kb_fragment(entry)
+
+    def _read_shards(self) -> Iterator[KbEntry]:
         for path in self._sink.list(KB_DIR):
             if not path.endswith(".jsonl"):
                 continue
@@ -58,7 +64,7 @@ class KnowledgeBaseCache:
                         f"KnowledgeBase cache {self._sink.uri(path)} line {number} is damaged.",
                         "Delete the state/kb/ folder; the next run fetches the entries again.",
                     ) from exc
-                self._entries[entry.qid] = entry
+                yield entry
 
     def _store(self, entries: list[KbEntry]) -> None:
         if not entries:
@@ -68,7 +74,7 @@ class KnowledgeBaseCache:
         body = "".join(entry.to_json() + "\n" for entry in entries).encode()
         self._sink.write(f"{KB_DIR}{self._run_id}-{self._shard:05d}.jsonl", body, "application/x-ndjson")
         for entry in entries:
-            self._entries[entry.qid] = entry
+            self._fragments[entry.qid] = kb_fragment(entry)
 
     @property
     def has_pending(self) -> bool:
@@ -84,7 +90,7 @@ class KnowledgeBaseCache:
         stored by the caller's thread, in :meth:`poll` and :meth:`flush`.
         """
         for qid in qids:
-            if qid not in self._entries and qid not in self._requested:
+            if qid not in self._fragments and qid not in self._requested:
                 self._pending.setdefault(qid, None)
         full = len(self._pending) // self._batch_size * self._batch_size
         if full:
@@ -131,17 +137,22 @@ class KnowledgeBaseCache:
         """Apply KnowledgeBase changes since the last refresh to the cached QIDs; returns how many changed."""
         stamp = read_json(self._sink, REFRESH_PATH)
         since = stamp.get("refreshed_at") if stamp else None
-        if not self._entries or not isinstance(since, str):
+        if not self._fragments or not isinstance(since, str):
             return 0
-        changed = [entry for entry in fetch_changed_since(client, since) if entry.qid in self._entries]
+        changed = [entry for entry in fetch_changed_since(client, since) if entry.qid in self._fragments]
         self._store(changed)
         log.info("KnowledgeBase: %d cached QIDs changed since %s", len(changed), since)
         return len(changed)
 
     def compact(self, refreshed_at: str) -> None:
-        """One file for everything, then drop the shards; stamp the refresh time."""
+        """One file for everything, then drop the shards; stamp the refresh time.
+
+        Merged from the shards on disk (this run's included), later ones winning as in :meth:`load`:
+        the cache keeps only rendered fragments in memory, not whole entries.
+        """
         paths = [p for p in self._sink.list(KB_DIR) if p.endswith(".jsonl")]
-        body = "".join(entry.to_json() + "\n" for entry in self._entries.values()).encode()
+        latest = {entry.qid: entry.to_json() for entry in self._read_shards()}
+        body = "".join(line + "\n" for line in latest.values()).encode()
         target = f"{KB_DIR}{self._run_id}-zz-all.jsonl"
         self._sink.write(target, body, "application/x-ndjson")
         write_json(self._sink, REFRESH_PATH, {"refreshed_at": refreshed_at})

@@ -9,7 +9,6 @@ manifest says ``complete``.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
@@ -23,7 +22,7 @@ from qualys.client import QualysClient
 from qualys.config import SyncSettings
 from qualys.errors import SinkError
 from qualys.kb_cache import KnowledgeBaseCache
-from qualys.normalize import device_record, finding_records, iso_utc, parse_datetime
+from qualys.normalize import device_record, finding_lines, iso_utc, json_line, parse_datetime
 from qualys.paging import next_after_id
 from qualys.partitions import IdRange, PartitionedPages, plan_ranges
 from qualys.retry import RetryPolicy
@@ -301,10 +300,10 @@ class SyncRun:
         findings = 0
         for asset in assets:
             criticality = tags.criticality(tag_id for tag_id, _ in asset.tags)
-            device_lines.append(_line(device_record(asset, criticality)))
-            records = finding_records(asset, kb.entries)
-            findings += len(records)
-            finding_chunks.append("".join(map(_line, records)).encode())
+            device_lines.append(json_line(device_record(asset, criticality)))
+            lines, count = finding_lines(asset, kb.fragments)
+            findings += count
+            finding_chunks.append(lines.encode())
         part = f"part-{checkpoint.next_part:05d}.jsonl"
         written: list[str] = []
         for kind, chunks, count in (
@@ -337,14 +336,6 @@ class SyncRun:
             "schema_version": 1,
         }
         write_json(self.sink, manifest_path, manifest)
-
-
-#: One encoder for every record: json.dumps with options builds a new encoder per call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def _line(record: dict[str, object]) -> str:
-    return _ENCODER.encode(record) + "\n"
 
 
 def open_sink(settings: SyncSettings) -> Sink:

@@ -51,7 +51,7 @@ def read_latest(sink: Sink) -> Run:
     for path in manifest["files"]:
         data = sink.read(path)
         assert data is not None, f"manifest lists {path} but it does not exist"
-        for line in data.decode().splitlines():
+        for line in data.decode().split("\n")[:-1]:  # JSON Lines: "\n" only (a title may hold U+2028)
             record = json.loads(line)
             if "/devices/" in path:
                 device_count += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,24 @@ def test_findings_one_per_qid_enriched() -> None:
     assert records[1]["cve_ids"] == [] and records[1]["title"] == "Hidden RPC Services"
     unknown = finding_records(agent, {38739: KbEntry(38739, known=False)})
     assert unknown[0]["title"] is None and unknown[0]["severity"] is None and unknown[0]["cve_ids"] == []
+
+
+def test_finding_lines_are_the_encoded_finding_records_byte_for_byte() -> None:
+    from dataclasses import replace
+
+    from qualys.normalize import finding_lines, json_line, kb_fragment
+
+    agent = parse_page(io.BytesIO(page())).assets[0]
+    kb = {entry.qid: entry for entry in parse_vuln_list(io.BytesIO((FIXTURES / "kb_mixed.xml").read_bytes()))}
+    tricky = replace(kb[38739], title='quote " backslash \\ newline \n tab \t nul-ish \x01 </script> \u2028 ü 𝄞', severity=None)
+    for variant in ({**kb, 38739: tricky}, kb, {}, {38739: KbEntry(38739, known=False)}):
+        expected = "".join(json_line(record) for record in finding_records(agent, variant))
+        lines, count = finding_lines(agent, {qid: kb_fragment(entry) for qid, entry in variant.items()})
+        assert lines == expected and count == len(finding_records(agent, variant))
+        for line in lines.split("\n")[:-1]:  # not splitlines(): U+2028 is valid, unescaped, inside a JSON string
+            json.loads(line)
+    odd = replace(agent, id=-7)
+    assert finding_lines(odd, {})[0] == "".join(json_line(r) for r in finding_records(odd, {}))
 
 
 def test_empty_kb_and_empty_search() -> None:
