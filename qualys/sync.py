@@ -194,7 +194,7 @@ class SyncRun:
             modified_after=checkpoint.modified_after, devices=checkpoint.devices, findings=checkpoint.findings,
             pages=checkpoint.pages, skipped_outside_window=checkpoint.skipped,
             duration_seconds=time.monotonic() - started_clock, manifest=manifest_path,
-            location=self.sink.location, stats=self.client.stats.as_dict(),
+            location=self.sink.location, stats={"id_ranges": len(checkpoint.ranges), **self.client.stats.as_dict()},
         )
 
     def _start_or_resume(self, full: bool) -> tuple[Checkpoint, bool]:
@@ -330,6 +330,7 @@ class SyncRun:
             "counts": {"devices": checkpoint.devices, "findings": checkpoint.findings},
             "files": list(checkpoint.files),
             "pages": checkpoint.pages,
+            "id_ranges": len(checkpoint.ranges),
             "resumes": checkpoint.resumes,
             "skipped_outside_window": checkpoint.skipped,
             "source": {"api_url": self.settings.api_url},

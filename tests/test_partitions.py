@@ -77,6 +77,7 @@ def test_partitioned_run_equals_the_sequential_run(
     # never more than one extra page per range over the sequential chain, and they ran at the same time
     assert len(chains) <= sequential.manifest["pages"] + partitions  # type: ignore[operator]
     assert result.pages == len(chains) and peak >= 2
+    assert result.summary()["id_ranges"] == partitions == run.manifest["id_ranges"]
 
 
 def test_ranges_from_bounds_cover_every_id_exactly_once() -> None:
@@ -152,6 +153,7 @@ def test_unsupported_count_api_falls_back_to_one_chain(
             run_sync(partitioned(sim, tmp_path, 4), client=client_for(sim))
         chains = page_requests(sim)
     assert "one sequential chain" in caplog.text and PASSWORD not in caplog.text
+    assert read_latest(LocalSink(tmp_path)).manifest["id_ranges"] == 1
     assert {bounds_of(r)[1] for r in chains} == {None}
     assert records(read_latest(LocalSink(tmp_path))) == records(sequential)
 
