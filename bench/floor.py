@@ -43,7 +43,7 @@ from urllib.parse import urlencode, urlsplit
 
 from qualys.assets import HOSTASSET_SEARCH_PATH, search_request
 from qualys.client import KB_PATH
-from qualys.partitions import HOSTASSET_COUNT_PATH, IdRange, ranges_from_bounds
+from qualys.partitions import HOSTASSET_COUNT_PATH, IdRange, boundary_ranks, ranges_from_bounds
 from qualys.tags import TAG_SEARCH_PATH
 
 _LAST_ID = re.compile(rb"<lastId>\s*(\d+)\s*</lastId>")
@@ -185,11 +185,9 @@ class Floor:
         body = search_request(modified_after, 1, None)
         if self.post("count", HOSTASSET_COUNT_PATH, body, "text/xml", keep) != 200 or not (found := _COUNT.search(seen[0])):
             raise RuntimeError("count request failed")
-        total = int(found.group(1))
-        wanted = min(partitions, -(-total // page_size))
-        if wanted <= 1:
+        ranks = boundary_ranks(int(found.group(1)), partitions, page_size)
+        if not ranks:
             return [IdRange()]
-        ranks = [j * total // wanted + 1 for j in range(1, wanted)]
 
         def at(rank: int) -> int:
             heads: list[bytes] = []

@@ -482,18 +482,22 @@ class SizeBench:
         self.log(f"{name}: {measured.wall:.2f} s wall, {measured.cpu:.2f} s CPU, {measured.peak_rss / MIB:.0f} MiB peak RSS")
         return phase, measured
 
-    def _probe(self, sim: QualysSimulator, plan: Path, env: dict[str, str], pages: int) -> str:
-        """Raw read of a few cached pages with the latency off: the simulator's own delivery rate."""
+    def _unmeasured_floor(self, sim: QualysSimulator, plan: Path, env: dict[str, str], what: str, *args: str) -> Measured:
+        """``bench.floor`` with the server latency off, outside the table (throughput probe, cache warm-up)."""
         saved, sim.latency = sim.latency, Latency()
         try:
             self._reset(sim)
-            count = min(pages, 30)
-            cmd = [sys.executable, "-m", "bench.floor", "--plan", str(plan), "--probe", str(count)]
+            cmd = [sys.executable, "-m", "bench.floor", "--plan", str(plan), *args]
             measured = run_measured(cmd, env, self.workdir, self.args.phase_timeout)
         finally:
             sim.latency = saved
         if measured.returncode != 0:
-            raise BenchError(f"throughput probe failed:\n{measured.stderr.strip()[-3000:]}{measured.stdout[-1000:]}")
+            raise BenchError(f"{what} failed:\n{measured.stderr.strip()[-3000:]}{measured.stdout[-1000:]}")
+        return measured
+
+    def _probe(self, sim: QualysSimulator, plan: Path, env: dict[str, str], pages: int) -> str:
+        """Raw read of a few cached pages with the latency off: the simulator's own delivery rate."""
+        measured = self._unmeasured_floor(sim, plan, env, "throughput probe", "--probe", str(min(pages, 30)))
         probe = _last_json(measured.stdout)
         self.probe_rate = probe["bytes"] / probe["seconds"] if probe["seconds"] else float("inf")
         rendered = sim.page_cache.stats.rendered if sim.page_cache else 0
@@ -513,15 +517,7 @@ class SizeBench:
 
     def _warm_ranges(self, sim: QualysSimulator, plan: Path, env: dict[str, str], partitions: int) -> str:
         """Render the id-range pages into the page cache (latency off, not measured): they differ from the chain's."""
-        saved, sim.latency = sim.latency, Latency()
-        try:
-            self._reset(sim)
-            cmd = [sys.executable, "-m", "bench.floor", "--plan", str(plan), "--partitions", str(partitions)]
-            measured = run_measured(cmd, env, self.workdir, self.args.phase_timeout)
-        finally:
-            sim.latency = saved
-        if measured.returncode != 0:
-            raise BenchError(f"id-range warm-up failed:\n{measured.stderr.strip()[-3000:]}{measured.stdout[-1000:]}")
+        measured = self._unmeasured_floor(sim, plan, env, "id-range warm-up", "--partitions", str(partitions))
         stats = sim.page_cache.stats if sim.page_cache is not None else None
         rendered = f"{stats.rendered} rendered in {stats.render_seconds:.1f} s, {stats.hits} from disk" if stats else ""
         return f"page cache for {partitions} id ranges ready in {measured.wall:.1f} s ({rendered})"

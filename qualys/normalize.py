@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
 from qualys.assets import RawAsset
@@ -100,33 +100,42 @@ def _unique_tags(tags: Iterable[tuple[str, str | None]]) -> list[tuple[str, str 
     return list(seen.items())
 
 
+def _first_per_qid(asset: RawAsset) -> Iterator[tuple[int, str | None, str | None, str | None]]:
+    """(qid, host_instance_vuln_id, first_found, last_found): the first HostAssetVuln of each QID wins."""
+    seen: set[int] = set()
+    for row in asset.findings.rows():
+        if row[0] not in seen:
+            seen.add(row[0])
+            yield row
+
+
+def _kb_members(entry: KbEntry | None) -> dict[str, object]:
+    """A finding's KnowledgeBase fields, in record order (all null for a QID Qualys did not return)."""
+    known = entry is not None and entry.known
+    return {
+        "cve_ids": entry.cves.split(",") if entry is not None and entry.cves else [],
+        "title": entry.title if known and entry else None,
+        "vuln_type": entry.vuln_type if known and entry else None,
+        "severity": entry.severity if known and entry else None,
+        "cvss_base": entry.cvss_base if known and entry else None,
+        "cvss_v3_base": entry.cvss_v3_base if known and entry else None,
+    }
+
+
 def finding_records(asset: RawAsset, kb: Mapping[int, KbEntry]) -> list[dict[str, object]]:
     """One record per asset x QID (the first HostAssetVuln of a QID wins), enriched from the KB."""
-    records: list[dict[str, object]] = []
-    seen: set[int] = set()
-    for qid, host_instance_vuln_id, first_found, last_found in asset.findings.rows():
-        if qid in seen:
-            continue
-        seen.add(qid)
-        entry = kb.get(qid)
-        known = entry is not None and entry.known
-        records.append(
-            {
-                "asset_id": str(asset.id),
-                "qid": qid,
-                "cve_ids": entry.cves.split(",") if entry is not None and entry.cves else [],
-                "title": entry.title if known and entry else None,
-                "vuln_type": entry.vuln_type if known and entry else None,
-                "severity": entry.severity if known and entry else None,
-                "cvss_base": entry.cvss_base if known and entry else None,
-                "cvss_v3_base": entry.cvss_v3_base if known and entry else None,
-                "first_found_at": iso_utc(first_found),
-                "last_found_at": iso_utc(last_found),
-                "host_instance_vuln_id": host_instance_vuln_id,
-                "source": SOURCE,
-            }
-        )
-    return records
+    return [
+        {
+            "asset_id": str(asset.id),
+            "qid": qid,
+            **_kb_members(kb.get(qid)),
+            "first_found_at": iso_utc(first_found),
+            "last_found_at": iso_utc(last_found),
+            "host_instance_vuln_id": host_instance_vuln_id,
+            "source": SOURCE,
+        }
+        for qid, host_instance_vuln_id, first_found, last_found in _first_per_qid(asset)
+    ]
 
 
 def json_line(record: dict[str, object]) -> str:
@@ -140,16 +149,7 @@ def kb_fragment(entry: KbEntry | None) -> str:
     The same for every finding of a QID, so the sync renders it once per QID and keeps only this
     string in memory (a third of a :class:`KbEntry`), instead of encoding six fields per finding.
     """
-    known = entry is not None and entry.known
-    members = {
-        "cve_ids": entry.cves.split(",") if entry is not None and entry.cves else [],
-        "title": entry.title if known and entry else None,
-        "vuln_type": entry.vuln_type if known and entry else None,
-        "severity": entry.severity if known and entry else None,
-        "cvss_base": entry.cvss_base if known and entry else None,
-        "cvss_v3_base": entry.cvss_v3_base if known and entry else None,
-    }
-    return ENCODER.encode(members)[1:-1]
+    return ENCODER.encode(_kb_members(entry))[1:-1]
 
 
 _NO_KB_ENTRY = kb_fragment(None)
@@ -159,17 +159,12 @@ def finding_lines(asset: RawAsset, fragments: Mapping[int, str]) -> tuple[str, i
     """``asset``'s finding records as JSON Lines and their count: byte for byte
     ``json_line`` of each :func:`finding_records` record, with the KB members from ``fragments``."""
     head = f'{{"asset_id":{_string(str(asset.id))},"qid":'
-    lines: list[str] = []
-    seen: set[int] = set()
-    for qid, host_instance_vuln_id, first_found, last_found in asset.findings.rows():
-        if qid in seen:
-            continue
-        seen.add(qid)
-        lines.append(
-            f"{head}{qid},{fragments.get(qid, _NO_KB_ENTRY)},"
-            f'"first_found_at":{_date(first_found)},"last_found_at":{_date(last_found)},'
-            f'"host_instance_vuln_id":{_string(host_instance_vuln_id)},"source":"{SOURCE}"}}\n'
-        )
+    lines = [
+        f"{head}{qid},{fragments.get(qid, _NO_KB_ENTRY)},"
+        f'"first_found_at":{_date(first_found)},"last_found_at":{_date(last_found)},'
+        f'"host_instance_vuln_id":{_string(host_instance_vuln_id)},"source":"{SOURCE}"}}\n'
+        for qid, host_instance_vuln_id, first_found, last_found in _first_per_qid(asset)
+    ]
     return "".join(lines), len(lines)
 
 

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
+from qualys.assets import ENDPOINT as HOSTASSET_ENDPOINT
 from qualys.assets import HOSTASSET_SEARCH_PATH, AssetPage, parse_page, search_request
 from qualys.client import QualysClient, qps_response_error
 from qualys.errors import (
@@ -130,9 +131,15 @@ def asset_id_at(client: QualysClient, modified_after: str, rank: int) -> int | N
         parse_page,
         data=search_request(modified_after, 1, None, start_offset=rank),
         content_type="text/xml",
-        endpoint=COUNT_ENDPOINT,
+        endpoint=HOSTASSET_ENDPOINT,
     )
     return page.assets[0].id if page.assets else None
+
+
+def boundary_ranks(total: int, partitions: int, page_size: int) -> list[int]:
+    """1-based ranks of the first asset of ranges 2..K for ``total`` assets: K is at most the pages they fill."""
+    wanted = min(partitions, math.ceil(total / page_size))
+    return [j * total // wanted + 1 for j in range(1, wanted)]
 
 
 def plan_ranges(client: QualysClient, modified_after: str, partitions: int, page_size: int) -> list[IdRange]:
@@ -147,10 +154,9 @@ def plan_ranges(client: QualysClient, modified_after: str, partitions: int, page
         return [IdRange()]
     try:
         total = count_assets(client, modified_after)
-        wanted = min(partitions, math.ceil(total / page_size))
-        if wanted <= 1:
+        ranks = boundary_ranks(total, partitions, page_size)
+        if not ranks:
             return [IdRange()]
-        ranks = [j * total // wanted + 1 for j in range(1, wanted)]
         with ThreadPoolExecutor(max_workers=len(ranks), thread_name_prefix="qualys-probe") as pool:
             bounds = [b for b in pool.map(lambda rank: asset_id_at(client, modified_after, rank), ranks) if b is not None]
     except _FATAL:
@@ -181,19 +187,19 @@ class PartitionedPages:
         self._modified_after = modified_after
         self._page_size = page_size
         self._open = [(index, r) for index, r in enumerate(ranges) if not r.done]
-        self._read_ahead = max(2, read_ahead // max(1, len(self._open)))
-        self._single_read_ahead = read_ahead
+        # One chain keeps the whole read-ahead; several share it, at least 2 each (next page on the header).
+        self._read_ahead = read_ahead if len(self._open) <= 1 else max(2, read_ahead // len(self._open))
 
-    def _chain(self, r: IdRange, read_ahead: int) -> PagePrefetcher:
+    def _chain(self, r: IdRange) -> PagePrefetcher:
         return PagePrefetcher(
-            self._client, self._modified_after, self._page_size, r.after, read_ahead=read_ahead, before_id=r.below
+            self._client, self._modified_after, self._page_size, r.after, read_ahead=self._read_ahead, before_id=r.below
         )
 
     def pages(self) -> Iterator[tuple[int, AssetPage]]:
         """(range index, page) until every open range has sent its last page."""
         if len(self._open) == 1:
             index, only = self._open[0]
-            for page in self._chain(only, self._single_read_ahead).pages():
+            for page in self._chain(only).pages():
                 yield index, page
             return
         if not self._open:
@@ -211,7 +217,7 @@ class PartitionedPages:
             return False
 
         def pump(index: int, r: IdRange) -> None:
-            chain = self._chain(r, self._read_ahead).pages()
+            chain = self._chain(r).pages()
             try:
                 for page in chain:
                     if not put((index, page)):
