@@ -66,6 +66,26 @@ class Findings:
         self.first_found: tuple[str | None, ...] = tuple(row[2] for row in items)
         self.last_found: tuple[str | None, ...] = tuple(row[3] for row in items)
 
+    @classmethod
+    def from_columns(
+        cls, qids: Iterable[int], ids: str, first_found: Iterable[str | None], last_found: Iterable[str | None]
+    ) -> Findings:
+        """The inverse of :meth:`columns`."""
+        findings = cls()
+        findings.qids = array("q", qids)
+        findings._ids = ids
+        findings.first_found = tuple(first_found)
+        findings.last_found = tuple(last_found)
+        if not len(findings.first_found) == len(findings.last_found) == len(findings.qids) == (
+            ids.count(_ID_SEPARATOR) + 1 if findings.qids else len(ids)
+        ):
+            raise ValueError("finding columns of different lengths")
+        return findings
+
+    def columns(self) -> tuple[list[int], str, tuple[str | None, ...], tuple[str | None, ...]]:
+        """(qids, the hostInstanceVulnIds joined by NUL, first found dates, last found dates)."""
+        return self.qids.tolist(), self._ids, self.first_found, self.last_found
+
     def rows(self) -> Iterator[FindingRow]:
         """(qid, host_instance_vuln_id, first_found, last_found) per finding, in Qualys's order."""
         ids = [value or None for value in self._ids.split(_ID_SEPARATOR)] if self.qids else []

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
@@ -15,12 +16,15 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
     ServiceRequestError,
 )
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ContentSettings
 
 from qualys.config import BlobOutput
 from qualys.errors import LockHeldError, SinkError
 from qualys.sinks import JSON, LOCK_PATH, LOCK_TTL_SECONDS, LockHandle
 
+#: A streamed write up to this size is one Put Blob; a larger one is staged in blocks of this size
+#: and committed at once (Put Block List), so readers still never see half a blob.
+BLOCK_BYTES = 4 << 20
 
 def default_credential() -> TokenCredential:
     """The Function App's user-assigned identity (``AZURE_CLIENT_ID``), else the default chain."""
@@ -35,21 +39,28 @@ def default_credential() -> TokenCredential:
 class BlobSink:
     """A blob container. Uploads are committed whole, so readers never see half a blob."""
 
-    def __init__(self, container: ContainerClient, location: str) -> None:
+    def __init__(self, container: ContainerClient, location: str, block_bytes: int = BLOCK_BYTES) -> None:
         self._container = container
         self.location = location
+        self._block_bytes = block_bytes
         self._ready = False
 
     @classmethod
     def from_settings(cls, output: BlobOutput, credential: TokenCredential | None = None) -> BlobSink:
         if output.connection_string is not None:
             try:
-                service = BlobServiceClient.from_connection_string(output.connection_string.reveal())
+                service = BlobServiceClient.from_connection_string(
+                    output.connection_string.reveal(), max_single_get_size=BLOCK_BYTES, max_chunk_get_size=BLOCK_BYTES
+                )
             except ValueError:
                 raise SinkError("OUTPUT_STORAGE_CONNECTION_STRING is not a valid connection string.") from None
         else:
             assert output.account_url is not None
-            service = BlobServiceClient(output.account_url, credential=credential or default_credential())
+            # Downloads come in pieces of BLOCK_BYTES (the SDK's first GET would otherwise take up to 32 MiB).
+            service = BlobServiceClient(
+                output.account_url, credential=credential or default_credential(),
+                max_single_get_size=BLOCK_BYTES, max_chunk_get_size=BLOCK_BYTES,
+            )
         container = service.get_container_client(output.container)
         return cls(container, f"container {output.container} at {service.url.split('?')[0]}")
 
@@ -90,6 +101,34 @@ class BlobSink:
                 path, data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
             )
 
+    def write_chunks(self, path: str, chunks: Iterable[bytes], content_type: str = JSON) -> None:
+        buffer = bytearray()
+        blocks: list[BlobBlock] = []
+        prefix = uuid.uuid4().hex
+        stream = iter(chunks)
+        for chunk in stream:
+            buffer += chunk
+            if len(buffer) >= self._block_bytes:
+                blocks.append(self._stage(path, prefix, len(blocks), bytes(buffer)))
+                buffer.clear()
+        if not blocks:
+            self.write(path, bytes(buffer), content_type)
+            return
+        if buffer:
+            blocks.append(self._stage(path, prefix, len(blocks), bytes(buffer)))
+        with self._errors(f"writing {path}"):
+            self._container.get_blob_client(path).commit_block_list(
+                blocks, content_settings=ContentSettings(content_type=content_type)
+            )
+
+    def _stage(self, path: str, prefix: str, number: int, data: bytes) -> BlobBlock:
+        """Upload one uncommitted block (invisible to readers; Blob Storage drops uncommitted blocks by itself)."""
+        block_id = base64.b64encode(f"{prefix}-{number:06d}".encode()).decode()
+        self._ensure_container()
+        with self._errors(f"writing {path}"):
+            self._container.get_blob_client(path).stage_block(block_id, data)
+        return BlobBlock(block_id=block_id)
+
     def read(self, path: str) -> bytes | None:
         self._ensure_container()
         with self._errors(f"reading {path}"):
@@ -97,6 +136,14 @@ class BlobSink:
                 return self._container.download_blob(path).readall()
             except ResourceNotFoundError:
                 return None
+
+    def read_chunks(self, path: str) -> Iterator[bytes]:
+        self._ensure_container()
+        with self._errors(f"reading {path}"):
+            try:
+                yield from self._container.download_blob(path).chunks()
+            except ResourceNotFoundError:
+                return
 
     def list(self, prefix: str) -> list[str]:
         self._ensure_container()

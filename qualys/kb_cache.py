@@ -9,20 +9,23 @@ date, so the next run asks Qualys only for QIDs changed since then.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from qualys.client import QualysClient
 from qualys.errors import SinkError
+from qualys.kb_fragments import PackedFragments
 from qualys.knowledge_base import KB_BATCH_SIZE, KbEntry, batched, fetch_changed_since, fetch_entries
 from qualys.normalize import kb_fragment
-from qualys.sinks import Sink, read_json, write_json
+from qualys.sinks import Sink, read_json, read_lines, write_json
 
 log = logging.getLogger(__name__)
 
 KB_DIR = "state/kb/"
-#: Upper bound of KnowledgeBase calls in flight; the client's limiter enforces Qualys's actual limit.
-KB_PARALLEL_BATCHES = 4
+#: KnowledgeBase calls in flight at most: Qualys's standard subscription limit on /api/2.0/ (the client's
+#: limiter enforces the actual one). They run while pages keep flowing, so a subscription allowing more
+#: would not shorten a run measurably; each worker thread costs memory.
+KB_PARALLEL_BATCHES = 2
 REFRESH_PATH = "state/kb-refresh.json"
 
 
@@ -32,7 +35,7 @@ class KnowledgeBaseCache:
         self._run_id = run_id
         self._batch_size = batch_size
         #: QID -> the KB members of its finding records, rendered (see normalize.kb_fragment).
-        self._fragments: dict[int, str] = {}
+        self._fragments = PackedFragments()
         self._pending: dict[int, None] = {}  # QIDs seen on pages but not requested yet, in first-seen order
         self._in_flight: list[tuple[list[int], Future[list[KbEntry]]]] = []  # requested, not stored yet
         self._requested: set[int] = set()
@@ -41,30 +44,33 @@ class KnowledgeBaseCache:
         self.fetched = 0
 
     @property
-    def fragments(self) -> Mapping[int, str]:
+    def fragments(self) -> PackedFragments:
         return self._fragments
 
     def load(self) -> None:
         """Read every shard; later shards (sorted by run id) override earlier ones."""
-        for entry in self._read_shards():
-            self._fragments[entry.qid] = kb_fragment(entry)
+        self._fragments.update_from(
+            (entry.qid, kb_fragment(entry)) for _, _, entry in self._read_shards(self._shard_paths())
+        )
 
-    def _read_shards(self) -> Iterator[KbEntry]:
-        for path in self._sink.list(KB_DIR):
-            if not path.endswith(".jsonl"):
-                continue
-            data = self._sink.read(path) or b""
-            for number, line in enumerate(data.decode("utf-8").splitlines(), 1):
-                if not line.strip():
+    def _shard_paths(self) -> list[str]:
+        return [path for path in self._sink.list(KB_DIR) if path.endswith(".jsonl")]
+
+    def _read_shards(self, paths: list[str]) -> Iterator[tuple[int, str, KbEntry]]:
+        """(shard index, line, entry) for every entry of the shards, streamed line by line."""
+        for index, path in enumerate(paths):
+            for number, raw in enumerate(read_lines(self._sink, path), 1):
+                if not raw.strip():
                     continue
                 try:
+                    line = raw.decode("utf-8")
                     entry = KbEntry.from_json(line)
                 except (ValueError, TypeError) as exc:
                     raise SinkError(
                         f"KnowledgeBase cache {self._sink.uri(path)} line {number} is damaged.",
                         "Delete the state/kb/ folder; the next run fetches the entries again.",
                     ) from exc
-                yield entry
+                yield index, line, entry
 
     def _store(self, entries: list[KbEntry]) -> None:
         if not entries:
@@ -73,8 +79,7 @@ class KnowledgeBaseCache:
         self._shard += 1
         body = "".join(entry.to_json() + "\n" for entry in entries).encode()
         self._sink.write(f"{KB_DIR}{self._run_id}-{self._shard:05d}.jsonl", body, "application/x-ndjson")
-        for entry in entries:
-            self._fragments[entry.qid] = kb_fragment(entry)
+        self._fragments.update_from((entry.qid, kb_fragment(entry)) for entry in entries)
 
     @property
     def has_pending(self) -> bool:
@@ -119,9 +124,9 @@ class KnowledgeBaseCache:
             self._pool = ThreadPoolExecutor(max_workers=KB_PARALLEL_BATCHES, thread_name_prefix="qualys-kb")
         for batch in batched(sorted(qids), self._batch_size):
             self._in_flight.append((list(batch), self._pool.submit(fetch_entries, client, batch)))
-        for qid in qids:
-            self._pending.pop(qid, None)
-            self._requested.add(qid)
+        self._requested.update(qids)
+        # Rebuilt, not emptied in place: a dict or set keeps the table of its largest size (thousands of QIDs).
+        self._pending = {qid: None for qid in self._pending if qid not in self._requested}
 
     def _collect(self, wait: bool) -> None:
         still: list[tuple[list[int], Future[list[KbEntry]]]] = []
@@ -129,6 +134,8 @@ class KnowledgeBaseCache:
             if wait or future.done():
                 self._store(future.result())  # a failed request raises its typed error here
                 self._requested.difference_update(batch)
+                if not self._requested:
+                    self._requested = set()  # rebuilt, for the same reason as _pending
             else:
                 still.append((batch, future))
         self._in_flight = still
@@ -148,13 +155,17 @@ class KnowledgeBaseCache:
         """One file for everything, then drop the shards; stamp the refresh time.
 
         Merged from the shards on disk (this run's included), later ones winning as in :meth:`load`:
-        the cache keeps only rendered fragments in memory, not whole entries.
+        the cache keeps only rendered fragments in memory, not whole entries. Two streamed passes
+        (which shard holds each QID's last entry, then those lines), so the cache is never in memory whole.
         """
-        paths = [p for p in self._sink.list(KB_DIR) if p.endswith(".jsonl")]
-        latest = {entry.qid: entry.to_json() for entry in self._read_shards()}
-        body = "".join(line + "\n" for line in latest.values()).encode()
+        paths = self._shard_paths()
+        winner = {entry.qid: index for index, _, entry in self._read_shards(paths)}
         target = f"{KB_DIR}{self._run_id}-zz-all.jsonl"
-        self._sink.write(target, body, "application/x-ndjson")
+        self._sink.write_chunks(
+            target,
+            ((line + "\n").encode() for index, line, entry in self._read_shards(paths) if winner[entry.qid] == index),
+            "application/x-ndjson",
+        )
         write_json(self._sink, REFRESH_PATH, {"refreshed_at": refreshed_at})
         for path in paths:
             if path != target:

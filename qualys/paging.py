@@ -17,8 +17,10 @@ from qualys.assets import AssetPage, HeaderCallback, fetch_page
 from qualys.client import QualysClient
 from qualys.errors import ConnectorError
 
-#: Pages fetched or in flight beyond the one being consumed.
-DEFAULT_READ_AHEAD = 4
+#: Pages fetched or in flight beyond the one being consumed. Two keep the chain busy while the sync writes
+#: (it writes a page faster than Qualys serves one); more only fill up, parsed, while held pages are
+#: written after a KnowledgeBase batch arrives, raising peak memory (benchmark: -0.6 MiB, same wall time).
+DEFAULT_READ_AHEAD = 2
 
 
 class PagePrefetcher:

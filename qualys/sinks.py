@@ -1,7 +1,9 @@
 """Where output goes: a local folder or an Azure Blob container, behind one interface.
 
 Both keep the same relative paths. Every write is whole or nothing: a temp
-file renamed into place locally, a single committed upload in Blob Storage.
+file renamed into place locally, a single committed upload (or block list) in
+Blob Storage. Writes and reads can stream in chunks, so a large part or cache
+file never has to sit in memory whole.
 A lock (a lock file, or a lease on a lock blob) keeps two syncs from writing
 the same output; a lock left by a dead process expires after ``LOCK_TTL_SECONDS``.
 """
@@ -15,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -25,6 +27,8 @@ LOCK_PATH = "state/lock"
 #: A crashed holder's lock is taken over after this long; live holders renew it every third of it.
 LOCK_TTL_SECONDS = 60
 JSON = "application/json"
+#: Chunk size of streamed reads.
+READ_CHUNK_BYTES = 1 << 16
 
 
 class LockHandle:
@@ -60,7 +64,13 @@ class Sink(Protocol):
     location: str
 
     def write(self, path: str, data: bytes, content_type: str = JSON) -> None: ...
+    def write_chunks(self, path: str, chunks: Iterable[bytes], content_type: str = JSON) -> None:
+        """Write the concatenation of ``chunks``, whole or nothing, holding only a bounded part of it."""
+        ...
     def read(self, path: str) -> bytes | None: ...
+    def read_chunks(self, path: str) -> Iterator[bytes]:
+        """The content in chunks; nothing for a missing path."""
+        ...
     def list(self, prefix: str) -> list[str]: ...
     def delete(self, path: str) -> None: ...
     def uri(self, path: str) -> str: ...
@@ -84,6 +94,17 @@ def write_json(sink: Sink, path: str, value: object) -> None:
     sink.write(path, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode())
 
 
+def read_lines(sink: Sink, path: str) -> Iterator[bytes]:
+    """The lines of a text file in the sink, without their line ends, streamed."""
+    rest = b""
+    for chunk in sink.read_chunks(path):
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
+
+
 class LocalSink:
     """A folder on disk."""
 
@@ -105,18 +126,25 @@ class LocalSink:
         return str(self._path(path))
 
     def write(self, path: str, data: bytes, content_type: str = JSON) -> None:
+        self.write_chunks(path, (data,), content_type)
+
+    def write_chunks(self, path: str, chunks: Iterable[bytes], content_type: str = JSON) -> None:
         target = self._path(path)
+        temp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
             with open(temp, "wb") as handle:
-                handle.write(data)
+                for chunk in chunks:
+                    handle.write(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, target)
             _fsync_dir(target.parent)
         except OSError as exc:
             raise SinkError(f"Cannot write {target}: {exc.strerror}.", "Check free space and permissions.") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                temp.unlink()  # only left when the write failed: it was renamed otherwise
 
     def read(self, path: str) -> bytes | None:
         try:
@@ -125,6 +153,17 @@ class LocalSink:
             return None
         except OSError as exc:
             raise SinkError(f"Cannot read {self._path(path)}: {exc.strerror}.") from exc
+
+    def read_chunks(self, path: str) -> Iterator[bytes]:
+        target = self._path(path)
+        try:
+            with open(target, "rb") as handle:
+                while chunk := handle.read(READ_CHUNK_BYTES):
+                    yield chunk
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise SinkError(f"Cannot read {target}: {exc.strerror}.") from exc
 
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix) if prefix.strip("/") else self.root

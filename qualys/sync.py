@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +27,7 @@ from qualys.paging import next_after_id
 from qualys.partitions import IdRange, PartitionedPages, plan_ranges
 from qualys.retry import RetryPolicy
 from qualys.sinks import LockHandle, Sink, read_json, write_json
+from qualys.spill import PageSpill, ParkedPage
 from qualys.tags import TagCriticality
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,9 @@ class SyncResult:
         }
 
 
-#: Assets kept in memory while their new QIDs wait to fill a whole KnowledgeBase batch
-#: (16 pages of 200): bounded in assets, so a larger QUALYS_PAGE_SIZE holds fewer pages.
+#: Assets held while their new QIDs wait to fill a whole KnowledgeBase batch (16 pages of 200),
+#: parked on local disk (:mod:`qualys.spill`). Bounded in assets, so a larger QUALYS_PAGE_SIZE holds
+#: fewer pages; it also bounds the work a killed run repeats (held pages are not checkpointed yet).
 MAX_HELD_ASSETS = 3200
 
 
@@ -79,7 +81,8 @@ MAX_HELD_ASSETS = 3200
 class HeldPage:
     """A page read but not written yet: its new QIDs are still being looked up."""
 
-    assets: list[RawAsset]
+    #: In memory, or parked in the spill file while the page waits.
+    assets: list[RawAsset] | ParkedPage
     skipped: int
     #: Index of the id range the page belongs to, and the range's keyset position after it.
     range_index: int
@@ -218,13 +221,15 @@ class SyncRun:
         kb = KnowledgeBaseCache(self.sink, f"{checkpoint.run_id}-r{checkpoint.resumes}")
         kb.load()
         kb.refresh(self.client)
+        spill = PageSpill()
         try:
-            self._pull_pages(checkpoint, lock, kb)
+            self._pull_pages(checkpoint, lock, kb, spill)
         finally:
             kb.close()
+            spill.close()
         kb.compact(refreshed_at=checkpoint.started_at)
 
-    def _pull_pages(self, checkpoint: Checkpoint, lock: LockHandle, kb: KnowledgeBaseCache) -> None:
+    def _pull_pages(self, checkpoint: Checkpoint, lock: LockHandle, kb: KnowledgeBaseCache, spill: PageSpill) -> None:
         tags = TagCriticality(self.client)
         cutoff = parse_datetime(checkpoint.modified_after)
         if not checkpoint.ranges:
@@ -240,6 +245,7 @@ class SyncRun:
         held: deque[HeldPage] = deque()
         max_held = max(2, MAX_HELD_ASSETS // self.settings.page_size)
         open_ranges = sum(not r.done for r in checkpoint.ranges)
+        parking = True
         for index, page in pages.pages():
             id_range = checkpoint.ranges[index]
             assets, skipped = self._in_window(page, IdRange(read_positions[index], id_range.below), cutoff)
@@ -253,17 +259,42 @@ class SyncRun:
             if not kb.has_pending:
                 tags.flush()
                 while held:
-                    self._commit_page(checkpoint, held.popleft(), tags, kb, lock)
+                    self._commit_page(checkpoint, held.popleft(), tags, kb, lock, spill)
+            elif parking:
+                parking = self._park(held[-1], spill)
         kb.flush(self.client)  # the last page flushes already; kept so no page can be left behind
         tags.flush()
         while held:
-            self._commit_page(checkpoint, held.popleft(), tags, kb, lock)
+            self._commit_page(checkpoint, held.popleft(), tags, kb, lock, spill)
+        if spill.pages_parked:
+            log.info("%d pages waited for KnowledgeBase entries on local disk", spill.pages_parked)
+
+    @staticmethod
+    def _park(page: HeldPage, spill: PageSpill) -> bool:
+        """Park a page that has to wait; False once parking failed (later pages then wait in memory)."""
+        if isinstance(page.assets, ParkedPage):
+            return True
+        try:
+            page.assets = spill.park(page.assets)
+        except OSError as exc:
+            log.warning("cannot park held pages in the temporary folder (%s); keeping them in memory", exc.strerror)
+            return False
+        return True
 
     def _commit_page(
-        self, checkpoint: Checkpoint, held: HeldPage, tags: TagCriticality, kb: KnowledgeBaseCache, lock: LockHandle
+        self,
+        checkpoint: Checkpoint,
+        held: HeldPage,
+        tags: TagCriticality,
+        kb: KnowledgeBaseCache,
+        lock: LockHandle,
+        spill: PageSpill,
     ) -> None:
         """Write one page's parts, then move the checkpoint past it."""
-        self._write_page(checkpoint, held.assets, tags, kb)
+        assets = held.assets
+        if isinstance(assets, ParkedPage):
+            assets = spill.take(assets)
+        self._write_page(checkpoint, assets, tags, kb)
         id_range = checkpoint.ranges[held.range_index]
         id_range.after = held.position
         id_range.done = held.last
@@ -294,30 +325,32 @@ class SyncRun:
     ) -> None:
         if not assets:
             return
-        device_lines: list[str] = []
-        # One encoded chunk per asset: a page's ~8,000 finding lines never live as separate strings at once.
-        finding_chunks: list[bytes] = []
-        findings = 0
-        for asset in assets:
-            criticality = tags.criticality(tag_id for tag_id, _ in asset.tags)
-            device_lines.append(json_line(device_record(asset, criticality)))
-            lines, count = finding_lines(asset, kb.fragments)
-            findings += count
-            finding_chunks.append(lines.encode())
         part = f"part-{checkpoint.next_part:05d}.jsonl"
-        written: list[str] = []
-        for kind, chunks, count in (
-            ("devices", ["".join(device_lines).encode()], len(device_lines)),
-            ("findings", finding_chunks, findings),
-        ):
-            if count:
-                path = f"runs/{checkpoint.run_id}/{kind}/{part}"
-                self.sink.write(path, b"".join(chunks), NDJSON)
-                written.append(path)
+        # Both parts are rendered asset by asset as the sink writes them: a page's lines are never in memory whole.
+        device_chunks = (
+            json_line(device_record(asset, tags.criticality(tag_id for tag_id, _ in asset.tags))).encode()
+            for asset in assets
+        )
+        written = [self._write_part(checkpoint, "devices", part, device_chunks)]
+        findings = [0]
+
+        def finding_chunks() -> Iterator[bytes]:
+            for asset in assets:
+                lines, count = finding_lines(asset, kb.fragments)
+                findings[0] += count
+                yield lines.encode()
+
+        if any(asset.findings for asset in assets):
+            written.append(self._write_part(checkpoint, "findings", part, finding_chunks()))
         checkpoint.files.extend(written)
         checkpoint.next_part += 1
-        checkpoint.devices += len(device_lines)
-        checkpoint.findings += findings
+        checkpoint.devices += len(assets)
+        checkpoint.findings += findings[0]
+
+    def _write_part(self, checkpoint: Checkpoint, kind: str, part: str, chunks: Iterable[bytes]) -> str:
+        path = f"runs/{checkpoint.run_id}/{kind}/{part}"
+        self.sink.write_chunks(path, chunks, NDJSON)
+        return path
 
     def _write_manifest(self, checkpoint: Checkpoint, manifest_path: str) -> None:
         manifest = {
