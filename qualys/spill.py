@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import IO, Any
 
 from qualys.assets import Findings, RawAsset, RawInterface
@@ -23,6 +23,8 @@ _PLAIN = (
     "tracking_method", "created", "modified", "last_vuln_scan", "cloud_ips", "cloud_macs",
 )
 
+if {f.name for f in fields(RawAsset)} != {*_PLAIN, "tags", "interfaces", "findings"}:
+    raise RuntimeError("qualys.spill does not cover every RawAsset field: update _PLAIN, _to_row and _from_row")
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 
