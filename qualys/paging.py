@@ -17,9 +17,10 @@ from qualys.assets import AssetPage, HeaderCallback, fetch_page
 from qualys.client import QualysClient
 from qualys.errors import ConnectorError
 
-#: Pages fetched or in flight beyond the one being consumed. Two keep the chain busy while the sync writes
-#: (it writes a page faster than Qualys serves one); more only fill up, parsed, while held pages are
-#: written after a KnowledgeBase batch arrives, raising peak memory (benchmark: -0.6 MiB, same wall time).
+#: Pages fetched or in flight beyond the one being consumed. Two keep the chain busy while the sync
+#: writes (it writes a page faster than Qualys serves one); more mostly fill up, parsed, while held pages
+#: are written after a KnowledgeBase batch arrives. Benchmark, 20,000 assets: 4 instead of 2 gave
+#: 0.8 s less wall time (of 49) and 1.3 MiB more peak memory.
 DEFAULT_READ_AHEAD = 2
 
 

@@ -29,6 +29,8 @@ LOCK_TTL_SECONDS = 60
 JSON = "application/json"
 #: Chunk size of streamed reads.
 READ_CHUNK_BYTES = 1 << 16
+#: Buffer of streamed local writes.
+WRITE_BUFFER_BYTES = 1 << 18
 
 
 class LockHandle:
@@ -133,7 +135,9 @@ class LocalSink:
         temp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            with open(temp, "wb") as handle:
+            # A large buffer: each flush releases the GIL, and a sync writing a part as ~200 small
+            # chunks lost the GIL to its page-parsing threads for a switch interval each time.
+            with open(temp, "wb", buffering=WRITE_BUFFER_BYTES) as handle:
                 for chunk in chunks:
                     handle.write(chunk)
                 handle.flush()
