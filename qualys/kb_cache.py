@@ -9,12 +9,11 @@ date, so the next run asks Qualys only for QIDs changed since then.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from qualys.client import QualysClient
 from qualys.errors import SinkError
-from qualys.kb_fragments import PackedFragments
 from qualys.knowledge_base import KB_BATCH_SIZE, KbEntry, batched, fetch_changed_since, fetch_entries
 from qualys.normalize import kb_fragment
 from qualys.sinks import Sink, read_json, read_lines, write_json
@@ -35,7 +34,7 @@ class KnowledgeBaseCache:
         self._run_id = run_id
         self._batch_size = batch_size
         #: QID -> the KB members of its finding records, rendered (see normalize.kb_fragment).
-        self._fragments = PackedFragments()
+        self._fragments: dict[int, str] = {}
         self._pending: dict[int, None] = {}  # QIDs seen on pages but not requested yet, in first-seen order
         self._in_flight: list[tuple[list[int], Future[list[KbEntry]]]] = []  # requested, not stored yet
         self._requested: set[int] = set()
@@ -44,14 +43,13 @@ class KnowledgeBaseCache:
         self.fetched = 0
 
     @property
-    def fragments(self) -> PackedFragments:
+    def fragments(self) -> Mapping[int, str]:
         return self._fragments
 
     def load(self) -> None:
         """Read every shard; later shards (sorted by run id) override earlier ones."""
-        self._fragments.update_from(
-            (entry.qid, kb_fragment(entry)) for _, _, entry in self._read_shards(self._shard_paths())
-        )
+        for _, _, entry in self._read_shards(self._shard_paths()):
+            self._fragments[entry.qid] = kb_fragment(entry)
 
     def _shard_paths(self) -> list[str]:
         return [path for path in self._sink.list(KB_DIR) if path.endswith(".jsonl")]
@@ -79,7 +77,8 @@ class KnowledgeBaseCache:
         self._shard += 1
         body = "".join(entry.to_json() + "\n" for entry in entries).encode()
         self._sink.write(f"{KB_DIR}{self._run_id}-{self._shard:05d}.jsonl", body, "application/x-ndjson")
-        self._fragments.update_from((entry.qid, kb_fragment(entry)) for entry in entries)
+        for entry in entries:
+            self._fragments[entry.qid] = kb_fragment(entry)
 
     @property
     def has_pending(self) -> bool:

@@ -10,7 +10,6 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Protocol
 
 from qualys.assets import RawAsset
 from qualys.knowledge_base import KbEntry
@@ -156,13 +155,7 @@ def kb_fragment(entry: KbEntry | None) -> str:
 _NO_KB_ENTRY = kb_fragment(None)
 
 
-class FragmentLookup(Protocol):
-    """QID -> rendered KnowledgeBase fragment (a dict, or the sync's packed store)."""
-
-    def get(self, qid: int, default: str, /) -> str: ...
-
-
-def finding_lines(asset: RawAsset, fragments: FragmentLookup) -> tuple[str, int]:
+def finding_lines(asset: RawAsset, fragments: Mapping[int, str]) -> tuple[str, int]:
     """``asset``'s finding records as JSON Lines and their count: byte for byte
     ``json_line`` of each :func:`finding_records` record, with the KB members from ``fragments``."""
     head = f'{{"asset_id":{_string(str(asset.id))},"qid":'

@@ -1,5 +1,5 @@
 """What keeps a sync's memory flat: streamed sink writes and reads, held pages parked on disk,
-KnowledgeBase fragments packed, the cache compacted in streamed passes. Each against real files or Azurite."""
+the KnowledgeBase cache read and compacted line by line. Each against real files or Azurite."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from qualys.blob_sink import BlobSink
 from qualys.config import BlobOutput, Secret
 from qualys.errors import ConnectorError
 from qualys.kb_cache import KB_DIR, KnowledgeBaseCache
-from qualys.kb_fragments import PackedFragments
 from qualys.knowledge_base import KbEntry
 from qualys.normalize import kb_fragment
 from qualys.simulator.server import QualysSimulator
@@ -165,23 +164,6 @@ def test_without_a_usable_temporary_folder_held_pages_wait_in_memory(
 
 def entry(qid: int, title: str) -> KbEntry:
     return KbEntry(qid, title, "Vulnerability", 3, "CVE-2024-1,CVE-2024-2" if qid % 2 else "", 5.0, None, "2026-01-01T00:00:00Z")
-
-
-def test_packed_fragments_behave_like_a_dict_across_chunks() -> None:
-    packed = PackedFragments()
-    plain: dict[int, str] = {}
-    for start in range(0, 3000, 250):  # ~12 batches, well over one 64 K chunk in total
-        titles = {qid: f"title {qid} " + "\u00e9\U0001f600" * (qid % 50) for qid in range(start, start + 250)}
-        batch = [(qid, kb_fragment(entry(qid, title))) for qid, title in titles.items()]
-        packed.update_from(batch)
-        plain.update(batch)
-    packed.update_from([(7, "replaced"), (99_999, "new")])
-    plain.update({7: "replaced", 99_999: "new"})
-    assert len(packed) == len(plain)
-    assert all(packed.get(qid, "") == text and packed[qid] == text and qid in packed for qid, text in plain.items())
-    assert packed.get(123_456, "default") == "default" and 123_456 not in packed
-    with pytest.raises(KeyError):
-        packed[123_456]
 
 
 def test_cache_compaction_keeps_the_latest_entry_of_each_qid(tmp_path: Path) -> None:
