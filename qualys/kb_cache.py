@@ -21,10 +21,8 @@ from qualys.sinks import Sink, read_json, read_lines, write_json
 log = logging.getLogger(__name__)
 
 KB_DIR = "state/kb/"
-#: KnowledgeBase calls in flight at most: Qualys's standard subscription limit on /api/2.0/ (the client's
-#: limiter enforces the actual one). They run while pages keep flowing, so a subscription allowing more
-#: would not shorten a run measurably; each worker thread costs memory.
-KB_PARALLEL_BATCHES = 2
+#: Upper bound of KnowledgeBase calls in flight; the client's limiter enforces Qualys's actual limit.
+KB_PARALLEL_BATCHES = 4
 REFRESH_PATH = "state/kb-refresh.json"
 
 
