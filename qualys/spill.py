@@ -50,7 +50,8 @@ class PageSpill:
     def park(self, assets: list[RawAsset]) -> ParkedPage:
         """Write ``assets`` out, one JSON line each; raises OSError when the temporary folder cannot take them."""
         if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="qualys-held-")  # noqa: SIM115 (closed by close())
+            # A large buffer, as in LocalSink: every flush releases the GIL to the page-parsing threads.
+            self._file = tempfile.TemporaryFile(prefix="qualys-held-", buffering=1 << 18)  # noqa: SIM115 (closed by close())
         offset = self._file.seek(0, 2)
         for asset in assets:
             self._file.write(_ENCODER.encode(_to_row(asset)).encode() + b"\n")
