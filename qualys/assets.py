@@ -76,9 +76,9 @@ class Findings:
         findings._ids = ids
         findings.first_found = tuple(first_found)
         findings.last_found = tuple(last_found)
-        if not len(findings.first_found) == len(findings.last_found) == len(findings.qids) == (
-            ids.count(_ID_SEPARATOR) + 1 if findings.qids else len(ids)
-        ):
+        count = len(findings.qids)
+        id_count = ids.count(_ID_SEPARATOR) + 1 if count or ids else 0  # "" is one missing id, or none at all
+        if {len(findings.first_found), len(findings.last_found), id_count} != {count}:
             raise ValueError("finding columns of different lengths")
         return findings
 

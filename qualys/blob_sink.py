@@ -105,8 +105,7 @@ class BlobSink:
         buffer = bytearray()
         blocks: list[BlobBlock] = []
         prefix = uuid.uuid4().hex
-        stream = iter(chunks)
-        for chunk in stream:
+        for chunk in chunks:
             buffer += chunk
             if len(buffer) >= self._block_bytes:
                 blocks.append(self._stage(path, prefix, len(blocks), bytes(buffer)))
@@ -124,7 +123,7 @@ class BlobSink:
     def _stage(self, path: str, prefix: str, number: int, data: bytes) -> BlobBlock:
         """Upload one uncommitted block (invisible to readers; Blob Storage drops uncommitted blocks by itself)."""
         block_id = base64.b64encode(f"{prefix}-{number:06d}".encode()).decode()
-        self._ensure_container()
+        self._ensure_container()  # once: it remembers
         with self._errors(f"writing {path}"):
             self._container.get_blob_client(path).stage_block(block_id, data)
         return BlobBlock(block_id=block_id)

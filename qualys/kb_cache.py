@@ -21,6 +21,8 @@ from qualys.sinks import Sink, read_json, read_lines, write_json
 log = logging.getLogger(__name__)
 
 KB_DIR = "state/kb/"
+#: Name ending of the one file a compaction leaves (it sorts after the run's own shards).
+COMPACTED_SUFFIX = "-zz-all.jsonl"
 #: Upper bound of KnowledgeBase calls in flight; the client's limiter enforces Qualys's actual limit.
 KB_PARALLEL_BATCHES = 4
 REFRESH_PATH = "state/kb-refresh.json"
@@ -154,16 +156,21 @@ class KnowledgeBaseCache:
         Merged from the shards on disk (this run's included), later ones winning as in :meth:`load`:
         the cache keeps only rendered fragments in memory, not whole entries. Two streamed passes
         (which shard holds each QID's last entry, then those lines), so the cache is never in memory whole.
+        A cache that is one compacted file already (a run that fetched no entry) is not rewritten.
         """
         paths = self._shard_paths()
+        if len(paths) > 1 or not all(path.endswith(COMPACTED_SUFFIX) for path in paths):
+            self._merge(paths)
+        write_json(self._sink, REFRESH_PATH, {"refreshed_at": refreshed_at})
+
+    def _merge(self, paths: list[str]) -> None:
         winner = {entry.qid: index for index, _, entry in self._read_shards(paths)}
-        target = f"{KB_DIR}{self._run_id}-zz-all.jsonl"
+        target = f"{KB_DIR}{self._run_id}{COMPACTED_SUFFIX}"
         self._sink.write_chunks(
             target,
             ((line + "\n").encode() for index, line, entry in self._read_shards(paths) if winner[entry.qid] == index),
             "application/x-ndjson",
         )
-        write_json(self._sink, REFRESH_PATH, {"refreshed_at": refreshed_at})
         for path in paths:
             if path != target:
                 self._sink.delete(path)

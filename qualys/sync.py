@@ -272,8 +272,7 @@ class SyncRun:
     @staticmethod
     def _park(page: HeldPage, spill: PageSpill) -> bool:
         """Park a page that has to wait; False once parking failed (later pages then wait in memory)."""
-        if isinstance(page.assets, ParkedPage):
-            return True
+        assert not isinstance(page.assets, ParkedPage), "only the page just read is parked"
         try:
             page.assets = spill.park(page.assets)
         except OSError as exc:
@@ -332,12 +331,13 @@ class SyncRun:
             for asset in assets
         )
         written = [self._write_part(checkpoint, "devices", part, device_chunks)]
-        findings = [0]
+        findings = 0
 
         def finding_chunks() -> Iterator[bytes]:
+            nonlocal findings
             for asset in assets:
                 lines, count = finding_lines(asset, kb.fragments)
-                findings[0] += count
+                findings += count
                 yield lines.encode()
 
         if any(asset.findings for asset in assets):
@@ -345,7 +345,7 @@ class SyncRun:
         checkpoint.files.extend(written)
         checkpoint.next_part += 1
         checkpoint.devices += len(assets)
-        checkpoint.findings += findings[0]
+        checkpoint.findings += findings
 
     def _write_part(self, checkpoint: Checkpoint, kind: str, part: str, chunks: Iterable[bytes]) -> str:
         path = f"runs/{checkpoint.run_id}/{kind}/{part}"
