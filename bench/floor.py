@@ -6,7 +6,7 @@
 Schedule, all started at t=0:
 
 * hostasset chain (sequential by nature: page N+1 needs page N's ``lastId``): the same
-  ``ServiceRequest`` the sync sends (:func:`qualys.assets.search_request`); page N+1 is
+  ``ServiceRequest`` the sync sends (:func:`qualys.api.hostassets.search_request`); page N+1 is
   requested on another connection the moment page N's ``<lastId>`` has arrived (it precedes
   ``<data>``), while page N is still being drained;
 * one tag search for every tag id the in-window assets carry (known from the estate truth);
@@ -14,7 +14,7 @@ Schedule, all started at t=0:
   ``concurrency`` workers at a time (the ``/api/2.0/`` limit), alongside the chain.
 
 ``--partitions K`` (K > 1) splits the chain like ``QUALYS_ASSET_PARTITIONS=K`` does
-(:mod:`qualys.partitions`): the same probe (one ``/count/am/hostasset``, then the asset at each
+(:mod:`qualys.api.partitions`): the same probe (one ``/count/am/hostasset``, then the asset at each
 boundary rank, concurrently), then K chains at once, each bounded by ``id LESSER``.
 
 ``--probe N`` instead reads the first N pages of the chain one after the other and reports the
@@ -41,10 +41,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from qualys.assets import HOSTASSET_SEARCH_PATH, search_request
-from qualys.client import KB_PATH
-from qualys.partitions import HOSTASSET_COUNT_PATH, IdRange, boundary_ranks, ranges_from_bounds
-from qualys.tags import TAG_SEARCH_PATH
+from qualys.api.client import KB_PATH
+from qualys.api.hostassets import HOSTASSET_SEARCH_PATH, search_request
+from qualys.api.partitions import HOSTASSET_COUNT_PATH, IdRange, boundary_ranks, ranges_from_bounds
+from qualys.api.tags import TAG_SEARCH_PATH
 
 _LAST_ID = re.compile(rb"<lastId>\s*(\d+)\s*</lastId>")
 _COUNT = re.compile(rb"<count>\s*(\d+)\s*</count>")

@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
         return 2
     out, args = argv[0], argv[1:]
     setattr(threading.Thread, "run", _profiled(threading.Thread.run))  # noqa: B010 - patch the class
-    from qualys.cli import main as qualys_main
+    from qualys.cli.main import main as qualys_main
 
     profile = _make_profile()
     profile.enable()

@@ -46,11 +46,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from qualys.knowledge_base import KB_BATCH_SIZE
-from qualys.normalize import parse_datetime
-from qualys.simulator.estate import Estate
-from qualys.simulator.server import Latency, QualysSimulator
-from qualys.tags import TAG_BATCH_SIZE
+from bench.page_cache import PageCache
+from bench.page_cache import warm as warm_page_cache
+from qualys.api.knowledge_base import KB_BATCH_SIZE
+from qualys.api.tags import TAG_BATCH_SIZE
+from qualys.sync.records import parse_datetime
+from qualys_simulator.estate import Estate
+from qualys_simulator.server import Latency, QualysSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 7
@@ -339,6 +341,7 @@ class SizeBench:
         self.main_size = main_size
         self.workdir = Path(tempfile.mkdtemp(prefix=f"qualys-bench-{assets}-"))
         self.probe_rate = 0.0
+        self.cache: PageCache | None = None
 
     def log(self, message: str) -> None:
         print(f"[{self.assets:,} assets] {message}", file=sys.stderr, flush=True)
@@ -363,6 +366,7 @@ class SizeBench:
             hostasset=args.hostasset_latency, tag=args.tag_latency, kb=args.kb_latency, count=args.count_latency
         )
         cache_dir = Path(args.cache_dir) / f"assets-{self.assets}-seed{SEED}-page{args.page_size}"
+        cache = self.cache = PageCache(cache_dir)
         sim = QualysSimulator(
             estate,
             username=USERNAME,
@@ -370,12 +374,11 @@ class SizeBench:
             concurrency_limit=args.concurrency,
             rate_limit=args.rate_limit,
             latency=latency,
-            page_cache_dir=cache_dir,
+            page_cache=cache,
         )
         with sim:
-            assert sim.page_cache is not None
             kb_batches = [qids[i : i + KB_BATCH_SIZE] for i in range(0, len(qids), KB_BATCH_SIZE)]
-            warm = sim.warm_page_cache(page_size=args.page_size, kb_batches=kb_batches)
+            warm = warm_page_cache(sim, cache, page_size=args.page_size, kb_batches=kb_batches)
             rate = f", {warm.rendered_bytes / MB / warm.render_seconds:,.0f} MB/s" if warm.render_seconds else ""
             notes.append(
                 f"page cache {cache_dir}: {warm.pages} hostasset pages ({warm.hostasset_bytes / MB:,.1f} MB) and "
@@ -425,7 +428,7 @@ class SizeBench:
                 profiled = self._sync(sim, estate, "(f) sync, full, profiled", cmd, profile_env, prof_out)
                 phases.append(profiled)
                 profile_lines = self._profile_report(prof_file, profiled, phases[1])
-            removed = sim.page_cache.prune()
+            removed = cache.prune()
             if removed:
                 notes.append(f"page cache: removed {removed} bodies of earlier estates")
         floor = phases[0]
@@ -454,8 +457,8 @@ class SizeBench:
     def _reset(self, sim: QualysSimulator) -> None:
         sim.reset_log()
         sim.reset_rate_window()
-        if sim.page_cache is not None:
-            sim.page_cache.reset_stats()
+        if self.cache is not None:
+            self.cache.reset_stats()
 
     def _phase(self, sim: QualysSimulator, name: str, cmd: Sequence[str], env: dict[str, str]) -> tuple[Phase, Measured]:
         _check_clock(sim.estate)
@@ -463,7 +466,7 @@ class SizeBench:
         self.log(f"{name} ...")
         measured = run_measured(cmd, env, self.workdir, self.args.phase_timeout)
         records = sim.requests
-        stats = sim.page_cache.stats if sim.page_cache is not None else None
+        stats = self.cache.stats if self.cache is not None else None
         phase = Phase(
             name=name,
             measured=measured,
@@ -500,7 +503,7 @@ class SizeBench:
         measured = self._unmeasured_floor(sim, plan, env, "throughput probe", "--probe", str(min(pages, 30)))
         probe = _last_json(measured.stdout)
         self.probe_rate = probe["bytes"] / probe["seconds"] if probe["seconds"] else float("inf")
-        rendered = sim.page_cache.stats.rendered if sim.page_cache else 0
+        rendered = self.cache.stats.rendered if self.cache else 0
         return (
             f"simulator throughput: {self.probe_rate / MB:,.0f} MB/s served from the page cache over loopback "
             f"({probe['pages']} pages, {probe['bytes'] / MB:,.1f} MB read back to back in {probe['seconds']:.3f} s, "
@@ -518,7 +521,7 @@ class SizeBench:
     def _warm_ranges(self, sim: QualysSimulator, plan: Path, env: dict[str, str], partitions: int) -> str:
         """Render the id-range pages into the page cache (latency off, not measured): they differ from the chain's."""
         measured = self._unmeasured_floor(sim, plan, env, "id-range warm-up", "--partitions", str(partitions))
-        stats = sim.page_cache.stats if sim.page_cache is not None else None
+        stats = self.cache.stats if self.cache is not None else None
         rendered = f"{stats.rendered} rendered in {stats.render_seconds:.1f} s, {stats.hits} from disk" if stats else ""
         return f"page cache for {partitions} id ranges ready in {measured.wall:.1f} s ({rendered})"
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from qualys.cli import main
+from qualys.cli.main import main
 
 sys.exit(main())

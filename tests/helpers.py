@@ -6,13 +6,13 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from qualys.config import LocalOutput, OutputTarget, Secret, SyncSettings
-from qualys.normalize import parse_datetime
-from qualys.retry import RetryPolicy
-from qualys.simulator.estate import Estate
-from qualys.simulator.server import QualysSimulator
-from qualys.simulator.truth import expected_run
-from qualys.sinks import Sink
+from qualys.api.retry import RetryPolicy
+from qualys.config.settings import LocalOutput, OutputTarget, Secret, SyncSettings
+from qualys.output.folder import Sink
+from qualys.sync.records import parse_datetime
+from qualys_simulator.estate import Estate
+from qualys_simulator.server import QualysSimulator
+from qualys_simulator.truth import expected_run
 
 USER = "sim-user"
 PASSWORD = "Pa55-w0rd!sim"  # the simulator's; asserted never to appear in any output

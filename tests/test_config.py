@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qualys.config import BlobOutput, LocalOutput, Secret, load_sync_settings, normalize_api_url
+from qualys.config.settings import BlobOutput, LocalOutput, Secret, load_sync_settings, normalize_api_url
 from qualys.errors import ConfigError
 
 BASE_ENV = {

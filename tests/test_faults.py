@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from qualys.client import QualysClient
-from qualys.config import Secret
+from qualys.api.client import QualysClient
+from qualys.api.retry import RetryPolicy
+from qualys.config.settings import Secret
 from qualys.errors import (
     AuthenticationError,
     KnowledgeBasePermissionError,
@@ -16,10 +17,9 @@ from qualys.errors import (
     RateLimitExhaustedError,
     TemporaryFailureError,
 )
-from qualys.retry import RetryPolicy
-from qualys.simulator.server import Fault, QualysSimulator
-from qualys.sinks import LocalSink
-from qualys.sync import CHECKPOINT_PATH, run_sync
+from qualys.output.folder import LocalSink
+from qualys.sync.run import CHECKPOINT_PATH, run_sync
+from qualys_simulator.server import Fault, QualysSimulator
 from tests.helpers import FAST_RETRY, PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest, settings_for
 
 
@@ -135,7 +135,7 @@ def test_connection_refused_is_a_temporary_failure(tmp_path: Path) -> None:
     from tests.conftest import free_port
 
     client = QualysClient(f"http://127.0.0.1:{free_port()}", USER, Secret(PASSWORD), retry=FAST_RETRY)
-    from qualys.assets import fetch_page
+    from qualys.api.hostassets import fetch_page
 
     with pytest.raises(TemporaryFailureError, match="connection failed"):
         fetch_page(client, "2026-01-01T00:00:00Z", 10, None)
@@ -147,7 +147,7 @@ def test_a_dripping_body_is_cut_by_the_call_deadline() -> None:
     import threading
     import time
 
-    from qualys.assets import fetch_page
+    from qualys.api.hostassets import fetch_page
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -3,7 +3,7 @@
 Functions are invoked directly from the indexed app (no host: Core Tools cannot be installed
 offline), with real ``azure.functions`` request objects, the Qualys simulator, Azurite and a
 TLS fake Key Vault behind the real ``SecretClient``. Paths that read Key Vault go through
-``qualys.endpoints`` / ``qualys.scheduled`` with an injected client factory, because the
+``qualys.hosting.endpoints`` / ``qualys.hosting.scheduled`` with an injected client factory, because the
 indexed callables build the production client (managed identity) themselves.
 """
 
@@ -33,16 +33,16 @@ import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
-from qualys.blob_sink import BlobSink
-from qualys.config import BlobOutput, Secret, SettingsReader, load_sync_settings
-from qualys.endpoint_guard import allowed_hosts, check_caller_api_url
-from qualys.endpoints import MAX_BODY_BYTES, handle_connect
+from qualys.config.catalog import SETTINGS, SETTINGS_BY_NAME
+from qualys.config.settings import BlobOutput, Secret, SettingsReader, load_sync_settings
 from qualys.errors import AuthenticationError, ConfigError
-from qualys.scheduled import SUMMARY_PREFIX, run_scheduled_sync
-from qualys.settings_catalog import SETTINGS, SETTINGS_BY_NAME
-from qualys.simulator.estate import Estate
-from qualys.simulator.server import Fault, QualysSimulator
-from qualys.sinks import LocalSink
+from qualys.hosting.endpoint_guard import allowed_hosts, check_caller_api_url
+from qualys.hosting.endpoints import MAX_BODY_BYTES, handle_connect
+from qualys.hosting.scheduled import SUMMARY_PREFIX, run_scheduled_sync
+from qualys.output.blob import BlobSink
+from qualys.output.folder import LocalSink
+from qualys_simulator.estate import Estate
+from qualys_simulator.server import Fault, QualysSimulator
 from tests.helpers import PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest
 from tests.keyvault_fake import FakeKeyVault, secret_client_factory
 
@@ -716,7 +716,7 @@ def _third_party_imports() -> set[str]:
             names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
             )
-            modules.update(n for n in names if n.split(".")[0] not in (*sys.stdlib_module_names, "qualys"))
+            modules.update(n for n in names if n.split(".")[0] not in (*sys.stdlib_module_names, "qualys", "qualys_simulator"))
     return modules
 
 

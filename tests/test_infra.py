@@ -4,7 +4,7 @@ No Bicep compiler can be installed on the CI machines, so the templates are pars
 pycep-parser (the parser checkov uses) and the tests assert on the parsed structure what the
 deployment promises: Flex Consumption (FC1) with Python 3.11, a user-assigned identity, storage
 without shared keys, Key Vault in RBAC mode with purge protection, least-privilege role
-assignments, and app settings that match ``qualys.settings_catalog`` exactly (a new catalog entry
+assignments, and app settings that match ``qualys.config.catalog`` exactly (a new catalog entry
 without infra fails here). checkov (``scripts/check_infra.sh``) covers the generic security rules.
 
 pycep quirks the helpers absorb: a bare identifier and a string literal both come back as a plain
@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
-from qualys.settings_catalog import SETTINGS, SettingSpec, deployed_settings
+from qualys.config.catalog import SETTINGS, SettingSpec, deployed_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from qualys.assets import parse_page
+from qualys.api.hostassets import parse_page
+from qualys.api.knowledge_base import KbEntry, parse_vuln_list
+from qualys.api.tags import parse_tags
+from qualys.api.xmlstream import TruncatedBodyError
 from qualys.errors import AuthenticationError, BadRequestError, PermissionDeniedError, ResponseFormatError
-from qualys.knowledge_base import KbEntry, parse_vuln_list
-from qualys.normalize import device_record, finding_records, normalize_mac
-from qualys.tags import parse_tags
-from qualys.xmlstream import TruncatedBodyError
+from qualys.sync.records import device_record, finding_records, normalize_mac
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -120,7 +120,7 @@ def test_findings_one_per_qid_enriched() -> None:
 def test_finding_lines_are_the_encoded_finding_records_byte_for_byte() -> None:
     from dataclasses import replace
 
-    from qualys.normalize import finding_lines, json_line, kb_fragment
+    from qualys.sync.records import finding_lines, json_line, kb_fragment
 
     agent = parse_page(io.BytesIO(page())).assets[0]
     kb = {entry.qid: entry for entry in parse_vuln_list(io.BytesIO((FIXTURES / "kb_mixed.xml").read_bytes()))}
@@ -219,7 +219,7 @@ def test_truncated_and_non_xml_bodies() -> None:
 def test_section_skipper_drops_inventory_across_any_chunk_boundary(step: int) -> None:
     import re
 
-    from qualys.xmlstream import SectionSkipper
+    from qualys.api.xmlstream import SectionSkipper
 
     body = page()
     expected = re.sub(rb"<(software|openPort)>.*?</\1>", b"", body, flags=re.S)
@@ -230,7 +230,7 @@ def test_section_skipper_drops_inventory_across_any_chunk_boundary(step: int) ->
 
 
 def test_section_skipper_leaves_empty_elements_and_reports_truncation() -> None:
-    from qualys.xmlstream import SectionSkipper
+    from qualys.api.xmlstream import SectionSkipper
 
     text = b"<a><software/><openPort>1</openPort><b>x</b></a>"
     skipper = SectionSkipper(io.BytesIO(text), ("software", "openPort"))

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from qualys.client import QualysClient
-from qualys.config import Secret, SyncSettings
+from qualys.api.client import QualysClient
+from qualys.api.partitions import IdRange, plan_ranges, ranges_from_bounds
+from qualys.config.settings import Secret, SyncSettings
 from qualys.errors import AuthenticationError
-from qualys.partitions import IdRange, plan_ranges, ranges_from_bounds
-from qualys.simulator.estate import Estate
-from qualys.simulator.server import Fault, Latency, QualysSimulator, RequestRecord
-from qualys.sinks import LocalSink, read_json
-from qualys.sync import CHECKPOINT_PATH, Checkpoint, run_sync
+from qualys.output.folder import LocalSink, read_json
+from qualys.sync.run import CHECKPOINT_PATH, Checkpoint, run_sync
+from qualys_simulator.estate import Estate
+from qualys_simulator.server import Fault, Latency, QualysSimulator, RequestRecord
 from tests.helpers import FAST_RETRY, PASSWORD, USER, Run, assert_matches_truth, estate_in_past, read_latest, settings_for
 
 PAGE = 40
@@ -150,7 +150,7 @@ def test_unsupported_count_api_falls_back_to_one_chain(
     estate, sequential = estate_and_sequential
     with QualysSimulator(estate, username=USER, password=PASSWORD) as sim:
         sim.inject(Fault(endpoint="count", kind="http_404", times=1))
-        with caplog.at_level(logging.WARNING, logger="qualys.partitions"):
+        with caplog.at_level(logging.WARNING, logger="qualys.api.partitions"):
             run_sync(partitioned(sim, tmp_path, 4), client=client_for(sim))
         chains = page_requests(sim)
     assert "one sequential chain" in caplog.text and PASSWORD not in caplog.text

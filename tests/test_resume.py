@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from qualys.simulator.server import Latency, QualysSimulator
-from qualys.sinks import LocalSink
+from qualys.output.folder import LocalSink
+from qualys_simulator.server import Latency, QualysSimulator
 from tests.helpers import PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest
 
 

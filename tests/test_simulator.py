@@ -15,9 +15,9 @@ import pytest
 import requests
 from defusedxml.ElementTree import fromstring
 
-from qualys.simulator import Estate, Fault, Latency, QualysSimulator, expected_device, expected_run
-from qualys.simulator.render import render_hostasset_page, render_kb
-from qualys.simulator.truth import expected_findings
+from qualys_simulator import Estate, Fault, Latency, QualysSimulator, expected_device, expected_run
+from qualys_simulator.render import render_hostasset_page, render_kb
+from qualys_simulator.truth import expected_findings
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 CUTOFF = NOW - timedelta(days=90)

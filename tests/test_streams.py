@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from qualys.assets import Findings, RawAsset, RawInterface, parse_page
-from qualys.blob_sink import BlobSink
-from qualys.config import BlobOutput, Secret
+from qualys.api.hostassets import Findings, RawAsset, RawInterface, parse_page
+from qualys.api.knowledge_base import KbEntry
+from qualys.config.settings import BlobOutput, Secret
 from qualys.errors import ConnectorError
-from qualys.kb_cache import KB_DIR, KnowledgeBaseCache
-from qualys.knowledge_base import KbEntry
-from qualys.normalize import kb_fragment
-from qualys.simulator.server import QualysSimulator
-from qualys.sinks import LocalSink, Sink, read_lines
-from qualys.spill import PageSpill
-from qualys.sync import run_sync
+from qualys.output.blob import BlobSink
+from qualys.output.folder import LocalSink, Sink, read_lines
+from qualys.sync.kb_store import KB_DIR, KnowledgeBaseCache
+from qualys.sync.records import kb_fragment
+from qualys.sync.run import run_sync
+from qualys.sync.spill import PageSpill
+from qualys_simulator.server import QualysSimulator
 from tests.helpers import PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest, settings_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -140,7 +140,7 @@ def test_held_pages_wait_on_disk_and_the_run_equals_the_truth(
 ) -> None:
     # Pages of 20 assets bring new QIDs for many pages: they are held, parked and written later.
     with QualysSimulator(estate_in_past(300), username=USER, password=PASSWORD) as simulator:
-        caplog.set_level(logging.INFO, logger="qualys.sync")
+        caplog.set_level(logging.INFO, logger="qualys.sync.run")
         run_sync(settings_for(simulator, str(tmp_path), page_size=20))
         assert_matches_truth(read_latest(LocalSink(tmp_path)), simulator.estate)
     parked = [r.getMessage() for r in caplog.records if "waited for KnowledgeBase entries on local disk" in r.getMessage()]

@@ -11,12 +11,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from qualys.blob_sink import BlobSink
-from qualys.client import QualysClient
-from qualys.config import BlobOutput, Secret
-from qualys.simulator.server import QualysSimulator
-from qualys.sinks import LocalSink
-from qualys.sync import run_sync
+from qualys.api.client import QualysClient
+from qualys.config.settings import BlobOutput, Secret
+from qualys.output.blob import BlobSink
+from qualys.output.folder import LocalSink
+from qualys.sync.run import run_sync
+from qualys_simulator.server import QualysSimulator
 from tests.helpers import FAST_RETRY, PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest, settings_for
 
 
@@ -25,7 +25,7 @@ def client_for(simulator: QualysSimulator) -> QualysClient:
 
 
 def cutoff_of(run: object) -> datetime:
-    from qualys.normalize import parse_datetime
+    from qualys.sync.records import parse_datetime
 
     value = parse_datetime(run.manifest["window"]["modified_after"])  # type: ignore[attr-defined]
     assert value is not None

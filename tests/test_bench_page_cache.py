@@ -1,4 +1,4 @@
-"""The simulator's on-disk page cache: byte-identical bodies, invalidation on change, faults still apply."""
+"""The benchmark's on-disk page cache of simulator bodies: byte-identical bodies, invalidation on change, faults still apply."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from qualys.simulator import Estate, Fault, QualysSimulator
-from qualys.simulator.page_cache import PageCache
-from qualys.simulator.render import render_kb
+from bench.page_cache import PageCache, warm
+from qualys_simulator import Estate, Fault, QualysSimulator
+from qualys_simulator.render import render_kb
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 CUTOFF = "2025-03-03T12:00:00Z"  # NOW - 90 days
@@ -57,21 +57,22 @@ def test_cached_bodies_are_byte_identical_and_a_touch_invalidates(tmp_path: Path
     plain_estate = Estate.generate(assets=120, seed=5, now=NOW)
     cached_estate = Estate.generate(assets=120, seed=5, now=NOW)
     ids = ",".join(str(q) for q in sorted(cached_estate.kb)[:40]) + ",1-20"
-    with QualysSimulator(plain_estate) as plain, QualysSimulator(cached_estate, page_cache_dir=tmp_path) as cached:
-        assert cached.page_cache is not None
+    cache = PageCache(tmp_path)
+    with QualysSimulator(plain_estate) as plain, QualysSimulator(cached_estate, page_cache=cache) as cached:
         in_window = len(cached_estate.modified_after(NOW - timedelta(days=90)))
         pages = -(-in_window // 25)
-        report = cached.warm_page_cache(page_size=25, kb_batches=[[int(q) for q in ids.split(",")[:40]]])
+        report = warm(cached, cache, page_size=25, kb_batches=[[int(q) for q in ids.split(",")[:40]]])
         assert report.pages == pages and report.assets == in_window
         assert report.rendered == pages + 1 and report.reused == 0 and report.kb_batches == 1
         expected = _chain(plain)
         assert _chain(cached) == expected
-        assert cached.page_cache.stats.hits == pages and cached.page_cache.stats.rendered == pages + 1  # from disk
+        assert cache.stats.hits == pages and cache.stats.rendered == pages + 1  # from disk
         assert _DATETIME.sub(b"", _kb(cached, ids)) == _DATETIME.sub(b"", _kb(plain, ids))
 
         # A second simulator on the same folder renders nothing.
-        with QualysSimulator(cached_estate, page_cache_dir=tmp_path) as again:
-            again_report = again.warm_page_cache(page_size=25)
+        second = PageCache(tmp_path)
+        with QualysSimulator(cached_estate, page_cache=second) as again:
+            again_report = warm(again, second, page_size=25)
             assert again_report.rendered == 0 and again_report.reused == pages
             assert _chain(again) == expected
 
@@ -102,8 +103,9 @@ def test_kb_list_is_cut_from_the_public_renderer(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["truncated_body", "reset_mid_body"])
 def test_delivery_faults_still_cut_cached_bodies(tmp_path: Path, kind: str) -> None:
     estate = Estate.generate(assets=30, seed=2, now=NOW)
-    with QualysSimulator(estate, page_cache_dir=tmp_path) as sim:
-        sim.warm_page_cache(page_size=50)
+    cache = PageCache(tmp_path)
+    with QualysSimulator(estate, page_cache=cache) as sim:
+        warm(sim, cache, page_size=50)
         sim.inject(Fault("hostasset", kind))
         with pytest.raises((requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)):
             _chain(sim, page_size=50)

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass, fields
 from typing import IO, Any
 
-from qualys.assets import Findings, RawAsset, RawInterface
+from qualys.api.hostassets import Findings, RawAsset, RawInterface
 from qualys.errors import ConnectorError
 
 #: RawAsset's plain fields (str, int or None, and lists of str), in declaration order.
@@ -24,7 +24,7 @@ _PLAIN = (
 )
 
 if {f.name for f in fields(RawAsset)} != {*_PLAIN, "tags", "interfaces", "findings"}:
-    raise RuntimeError("qualys.spill does not cover every RawAsset field: update _PLAIN, _to_row and _from_row")
+    raise RuntimeError("qualys.sync.spill does not cover every RawAsset field: update _PLAIN, _to_row and _from_row")
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 

@@ -1,4 +1,4 @@
-"""``python -m qualys.simulator --assets 500``: serve a simulated Qualys subscription until Ctrl-C."""
+"""``python -m qualys_simulator --assets 500``: serve a simulated Qualys subscription until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .server import Latency, QualysSimulator
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m qualys.simulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m qualys_simulator", description=__doc__)
     parser.add_argument("--assets", type=int, default=500, help="number of host assets (default 500)")
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: any free port)")
     parser.add_argument("--seed", type=int, default=7, help="estate seed (default 7)")

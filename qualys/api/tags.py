@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from xml.etree.ElementTree import Element
 
-from qualys.client import QualysClient, qps_response_error
-from qualys.xmlstream import Readable, child_text, iter_events, text_of
+from qualys.api.client import QualysClient, qps_response_error
+from qualys.api.xmlstream import Readable, child_text, iter_events, text_of
 
 TAG_SEARCH_PATH = "/qps/rest/2.0/search/am/tag"
 ENDPOINT = "tag"

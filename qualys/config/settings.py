@@ -1,6 +1,6 @@
 """Settings: environment variables (= Function App settings), overridable by CLI flags.
 
-Names come from :mod:`qualys.settings_catalog`. Missing or invalid settings fail
+Names come from :mod:`qualys.config.catalog`. Missing or invalid settings fail
 fast with a :class:`~qualys.errors.ConfigError` whose one line names the setting.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from qualys.config.catalog import SETTINGS_BY_NAME
 from qualys.errors import ConfigError
-from qualys.settings_catalog import SETTINGS_BY_NAME
 
 
 class Secret:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pyexpat import XMLParserType
 from xml.sax.saxutils import escape
 
-from qualys.client import QualysClient, qps_response_error
+from qualys.api.client import QualysClient, qps_response_error
+from qualys.api.xmlstream import Readable, SectionSkipper, feed_target
 from qualys.errors import ResponseFormatError
-from qualys.xmlstream import Readable, SectionSkipper, feed_target
 
 HOSTASSET_SEARCH_PATH = "/qps/rest/2.0/search/am/hostasset"
 ENDPOINT = "hostasset"
@@ -150,7 +150,7 @@ def search_request(
     ``updated`` is the field real incremental clients filter on (IBM's
     connector, qualysdk); the response element is ``modified``, which the
     sync re-checks client-side (qualys-api.md §2.3). ``before_id`` bounds an id
-    range (:mod:`qualys.partitions`); ``start_offset`` (1-based) is only used by
+    range (:mod:`qualys.api.partitions`); ``start_offset`` (1-based) is only used by
     its probe, never for paging.
     """
     criteria = [f'<Criteria field="updated" operator="GREATER">{escape(modified_after)}</Criteria>']

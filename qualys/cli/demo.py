@@ -1,21 +1,31 @@
-"""``python -m qualys demo``: a real sync against the bundled Qualys simulator, no accounts needed."""
+"""``python -m qualys demo``: a real sync against the bundled Qualys simulator, no accounts needed.
+
+The simulator (``qualys_simulator``, next to ``qualys/`` in a checkout) is not deployed to Azure:
+the demo runs from a checkout only, and says so elsewhere.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from qualys.cli_output import summary_line
-from qualys.config import LocalOutput, Secret, SyncSettings
-from qualys.simulator.estate import Estate
-from qualys.simulator.server import QualysSimulator
-from qualys.sync import run_sync
+from qualys.cli.summary import summary_line
+from qualys.config.settings import LocalOutput, Secret, SyncSettings
+from qualys.errors import ConfigError
+from qualys.sync.run import run_sync
 
 DEMO_USER = "demo-user"
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - the simulator's public demo credential
 
 
 def run_demo(assets: int, output_dir: str, full: bool = False) -> int:
+    try:
+        from qualys_simulator import Estate, QualysSimulator
+    except ImportError:
+        raise ConfigError(
+            "The demo needs the Qualys simulator (qualys_simulator/), which only a checkout of the repository has.",
+            "Run it from a clone: ./scripts/demo.sh",
+        ) from None
     estate = Estate.generate(assets=assets)
     with QualysSimulator(estate, username=DEMO_USER, password=DEMO_PASSWORD) as simulator:
         print(f"Qualys simulator with {assets} host assets at {simulator.url}")

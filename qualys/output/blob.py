@@ -18,9 +18,9 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ContentSettings
 
-from qualys.config import BlobOutput
+from qualys.config.settings import BlobOutput
 from qualys.errors import LockHeldError, SinkError
-from qualys.sinks import JSON, LOCK_PATH, LOCK_TTL_SECONDS, LockHandle
+from qualys.output.folder import JSON, LOCK_PATH, LOCK_TTL_SECONDS, LockHandle
 
 #: A streamed write up to this size is one Put Blob; a larger one is staged in blocks of this size
 #: and committed at once (Put Block List), so readers still never see half a blob.

@@ -12,11 +12,11 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from qualys.client import QualysClient
+from qualys.api.client import QualysClient
+from qualys.api.knowledge_base import KB_BATCH_SIZE, KbEntry, batched, fetch_changed_since, fetch_entries
 from qualys.errors import SinkError
-from qualys.knowledge_base import KB_BATCH_SIZE, KbEntry, batched, fetch_changed_since, fetch_entries
-from qualys.normalize import kb_fragment
-from qualys.sinks import Sink, read_json, read_lines, write_json
+from qualys.output.folder import Sink, read_json, read_lines, write_json
+from qualys.sync.records import kb_fragment
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ Keys are hashes of what determines the bytes, never of the request that asked fo
 * hostasset page: per asset ``(id, modified, kind, number of findings, last finding's
   hostInstanceVulnId)``, plus ``hasMoreRecords``, ``lastId`` and the tag names. A request's
   ``updated`` bound only matters through the assets it matched, so two windows that match the
-  same assets share a page. :meth:`~.estate.Estate.touch` changes ``modified`` and adds a
+  same assets share a page. :meth:`~qualys_simulator.estate.Estate.touch` changes ``modified`` and adds a
   finding, so a touched asset invalidates its page by itself. (Editing an asset in place
   without touching it is not seen: use ``touch``.)
 * KnowledgeBase: the full field values of every returned QID (``repr`` of the record; a
-  revision through :meth:`~.estate.Estate.update_kb` changes ``last_modified`` and the title).
+  revision through :meth:`~qualys_simulator.estate.Estate.update_kb` changes ``last_modified`` and the title).
   Only the ``<VULN_LIST>`` is cached; the envelope carries the response time and the
   keep-alive prefix, and is rendered per request (it is a few hundred bytes).
 
@@ -28,16 +28,19 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
-from . import estate as _estate_module
-from . import render as _render_module
-from .estate import SimAsset, SimTag, SimVuln
-from .render import iso, render_hostasset_page, render_kb
+from qualys_simulator import estate as _estate_module
+from qualys_simulator import render as _render_module
+from qualys_simulator.estate import SimAsset, SimTag, SimVuln
+from qualys_simulator.qps import Criterion, SearchRequest, search_assets
+from qualys_simulator.render import iso, render_hostasset_page, render_kb
+from qualys_simulator.server import QualysSimulator
+from qualys_simulator.vmapi import select_kb
 
 #: Bump when the on-disk layout or the key recipe changes.
 CACHE_FORMAT = "1"
@@ -203,3 +206,73 @@ def _kb_list(vulns: Sequence[SimVuln]) -> bytes | None:
     if cut < 0 or not (full.startswith(head) and full.endswith(tail)) or len(full) <= len(empty):
         return None  # the renderer changed shape: serve uncached rather than wrong bytes
     return full[len(head) : len(full) - len(tail)]
+
+
+@dataclass(frozen=True)
+class WarmupReport:
+    """What :func:`warm` did: bodies rendered now vs found on disk."""
+
+    pages: int
+    assets: int
+    hostasset_bytes: int
+    kb_batches: int
+    kb_bytes: int
+    rendered: int
+    reused: int
+    rendered_bytes: int
+    render_seconds: float
+    seconds: float
+
+
+def warm(
+    sim: QualysSimulator,
+    cache: PageCache,
+    modified_after: datetime | None = None,
+    page_size: int = 100,
+    kb_batches: Iterable[Sequence[int]] = (),
+) -> WarmupReport:
+    """Render (or find on disk) every body a full-window sync will ask ``sim`` for, without HTTP.
+
+    Walks the hostasset keyset chain for ``updated GREATER modified_after`` (default: the
+    estate's lookback window) at ``page_size`` through the same search the server answers,
+    and caches the KnowledgeBase answer for each batch of QIDs in ``kb_batches``.
+    """
+    estate = sim.estate
+    started = time.perf_counter()
+    before = replace(cache.stats)
+    cutoff = modified_after or estate.now - timedelta(days=estate.lookback_days)
+    bound = cutoff.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    pages = assets = ha_bytes = 0
+    after: int | None = None
+    while True:
+        criteria = [Criterion("updated", "GREATER", bound)]
+        if after is not None:
+            criteria.append(Criterion("id", "GREATER", str(after)))
+        page, has_more = search_assets(estate, SearchRequest(criteria, {"limitResults": str(page_size)}))
+        pages += 1
+        assets += len(page)
+        if page:
+            last_id = page[-1].id if has_more else None
+            ha_bytes += cache.hostasset(page, has_more=has_more, last_id=last_id, tags=estate.tags).stat().st_size
+        if not has_more or not page:
+            break
+        after = page[-1].id
+    n_batches = kb_bytes = 0
+    for batch in kb_batches:
+        vulns = select_kb(estate, {"action": "list", "details": "Basic", "ids": ",".join(map(str, batch))})
+        body = cache.kb(vulns, keepalive_prefix=sim.keepalive_prefix, now=datetime.now(UTC))
+        n_batches += 1
+        kb_bytes += body.size if body is not None else 0
+    after_stats = cache.stats
+    return WarmupReport(
+        pages=pages,
+        assets=assets,
+        hostasset_bytes=ha_bytes,
+        kb_batches=n_batches,
+        kb_bytes=kb_bytes,
+        rendered=after_stats.rendered - before.rendered,
+        reused=after_stats.hits - before.hits,
+        rendered_bytes=after_stats.rendered_bytes - before.rendered_bytes,
+        render_seconds=after_stats.render_seconds - before.render_seconds,
+        seconds=time.perf_counter() - started,
+    )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import logging
 
-from qualys.config import SettingsReader, load_sync_settings
-from qualys.credentials import SecretClientFactory, load_credentials
-from qualys.sinks import Sink
-from qualys.sync import SyncResult, run_sync
+from qualys.config.settings import SettingsReader, load_sync_settings
+from qualys.hosting.credentials import SecretClientFactory, load_credentials
+from qualys.output.folder import Sink
+from qualys.sync.run import SyncResult, run_sync
 
-log = logging.getLogger("qualys.sync")
+log = logging.getLogger("qualys.sync.run")
 
 #: Application Insights: traces | where message startswith "qualys_sync summary" | extend s = parse_json(substring(message, 20))
 SUMMARY_PREFIX = "qualys_sync summary "

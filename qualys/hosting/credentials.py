@@ -18,7 +18,7 @@ from azure.core.exceptions import (
 )
 from azure.keyvault.secrets import SecretClient
 
-from qualys.config import Secret, SettingsReader
+from qualys.config.settings import Secret, SettingsReader
 from qualys.errors import ConfigError
 
 #: The vault secret that, when present, overrides the QUALYS_API_URL setting (written by POST /api/qualys/connect).
@@ -37,7 +37,7 @@ class Credentials:
 
 
 def default_secret_client(vault_url: str, credential: TokenCredential | None = None) -> SecretClient:
-    from qualys.blob_sink import default_credential
+    from qualys.output.blob import default_credential
 
     return SecretClient(vault_url, credential or default_credential())
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qualys.sync import SyncResult
+from qualys.sync.run import SyncResult
 
 
 def summary_line(result: SyncResult) -> str:

@@ -12,7 +12,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from qualys.config import is_loopback_host
+from qualys.config.settings import is_loopback_host
 from qualys.errors import ConfigError
 
 #: qualysapi.qualys.com (US1), qualysapi.qualys.eu (EU1), qualysapi.qgN.apps.qualys.<tld> (US2-4, EU2,

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element
 
-from qualys.client import KB_PATH, QualysClient
+from qualys.api.client import KB_PATH, QualysClient
+from qualys.api.xmlstream import Readable, child_text, iter_events
 from qualys.errors import ResponseFormatError
-from qualys.xmlstream import Readable, child_text, iter_events
 
 ENDPOINT = "knowledge_base"
 #: QIDs per request: J1 uses 250, IBM 100; 250 keeps bodies near 0.5 MB.

@@ -17,18 +17,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from qualys.assets import AssetPage, RawAsset
-from qualys.client import QualysClient
-from qualys.config import SyncSettings
+from qualys.api.client import QualysClient
+from qualys.api.hostassets import AssetPage, RawAsset
+from qualys.api.paging import next_after_id
+from qualys.api.partitions import IdRange, PartitionedPages, plan_ranges
+from qualys.api.retry import RetryPolicy
+from qualys.api.tags import TagCriticality
+from qualys.config.settings import SyncSettings
 from qualys.errors import SinkError
-from qualys.kb_cache import KnowledgeBaseCache
-from qualys.normalize import device_record, finding_lines, iso_utc, json_line, parse_datetime
-from qualys.paging import next_after_id
-from qualys.partitions import IdRange, PartitionedPages, plan_ranges
-from qualys.retry import RetryPolicy
-from qualys.sinks import LockHandle, Sink, read_json, write_json
-from qualys.spill import PageSpill, ParkedPage
-from qualys.tags import TagCriticality
+from qualys.output.folder import LockHandle, Sink, read_json, write_json
+from qualys.sync.kb_store import KnowledgeBaseCache
+from qualys.sync.records import device_record, finding_lines, iso_utc, json_line, parse_datetime
+from qualys.sync.spill import PageSpill, ParkedPage
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class SyncResult:
 
 
 #: Assets held while their new QIDs wait to fill a whole KnowledgeBase batch (16 pages of 200),
-#: parked on local disk (:mod:`qualys.spill`). Bounded in assets, so a larger QUALYS_PAGE_SIZE holds
+#: parked on local disk (:mod:`qualys.sync.spill`). Bounded in assets, so a larger QUALYS_PAGE_SIZE holds
 #: fewer pages; it also bounds the work a killed run repeats (held pages are not checkpointed yet).
 MAX_HELD_ASSETS = 3200
 
@@ -373,13 +373,13 @@ class SyncRun:
 
 
 def open_sink(settings: SyncSettings) -> Sink:
-    from qualys.config import LocalOutput
+    from qualys.config.settings import LocalOutput
 
     if isinstance(settings.output, LocalOutput):
-        from qualys.sinks import LocalSink
+        from qualys.output.folder import LocalSink
 
         return LocalSink(settings.output.directory)
-    from qualys.blob_sink import BlobSink
+    from qualys.output.blob import BlobSink
 
     return BlobSink.from_settings(settings.output)
 

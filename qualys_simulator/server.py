@@ -20,19 +20,18 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import cast
+from typing import Protocol, cast
 from urllib.parse import parse_qsl, urlsplit
 
-from .estate import Estate
-from .page_cache import PageCache
-from .qps import Criterion, SearchError, SearchRequest, count_assets, parse_search, search_assets, search_tags
+from .estate import Estate, SimAsset, SimTag, SimVuln
+from .qps import SearchError, SearchRequest, count_assets, parse_search, search_assets, search_tags
 from .render import (
     NOT_FOUND_HTML,
     render_count,
@@ -183,27 +182,29 @@ def _rate_reply(seconds: int) -> _Reply:
     return _simple(409, 1965, text, {"SECONDS_TO_WAIT": str(seconds)})
 
 
-@dataclass(frozen=True)
-class WarmupReport:
-    """What :meth:`QualysSimulator.warm_page_cache` did: bodies rendered now vs found on disk."""
+class CachedKbBody(Protocol):
+    """A KnowledgeBase answer as ``head`` + a cached file + ``tail`` (the envelope is rendered per request)."""
 
-    pages: int
-    assets: int
-    hostasset_bytes: int
-    kb_batches: int
-    kb_bytes: int
-    rendered: int
-    reused: int
-    rendered_bytes: int
-    render_seconds: float
-    seconds: float
+    head: bytes
+    list_file: Path
+    tail: bytes
+
+
+class BodyCache(Protocol):
+    """Rendered bodies kept on disk and streamed from there (the benchmark's ``bench.page_cache``)."""
+
+    def hostasset(
+        self, assets: Sequence[SimAsset], *, has_more: bool, last_id: int | None, tags: Mapping[int, SimTag] | None = None
+    ) -> Path: ...
+
+    def kb(self, vulns: Sequence[SimVuln], *, keepalive_prefix: bool, now: datetime) -> CachedKbBody | None: ...
 
 
 class QualysSimulator:
     """The Qualys API on ``http://127.0.0.1:<port>``; serves :attr:`estate`, which tests may mutate between runs.
 
-    ``page_cache_dir``: render hostasset pages and KnowledgeBase lists once into this folder and
-    stream them from disk afterwards (see :mod:`.page_cache`); None renders every answer anew.
+    ``page_cache``: serve hostasset pages and KnowledgeBase lists from this cache of rendered bodies
+    (the benchmark's, so it measures the client, not the simulator); None renders every answer anew.
     """
 
     def __init__(
@@ -219,7 +220,7 @@ class QualysSimulator:
         kb_permission: bool = True,
         keepalive_prefix: bool = True,
         port: int = 0,
-        page_cache_dir: Path | None = None,
+        page_cache: BodyCache | None = None,
     ) -> None:
         self.estate = estate
         self.username = username
@@ -230,7 +231,7 @@ class QualysSimulator:
         self.asset_permission = asset_permission
         self.kb_permission = kb_permission
         self.keepalive_prefix = keepalive_prefix
-        self.page_cache = PageCache(Path(page_cache_dir)) if page_cache_dir is not None else None
+        self.page_cache = page_cache
         self.peak_concurrency: dict[str, int] = {}
         self._port = port
         self._lock = threading.Lock()
@@ -306,62 +307,6 @@ class QualysSimulator:
         """Forget the VM-API calls counted against :attr:`rate_limit` (a new hour starts now)."""
         with self._lock:
             self._api_calls.clear()
-
-    # ---- page cache
-    def warm_page_cache(
-        self,
-        modified_after: datetime | None = None,
-        page_size: int = 100,
-        kb_batches: Iterable[Sequence[int]] = (),
-    ) -> WarmupReport:
-        """Render (or find on disk) every body a full-window sync will ask for, without HTTP.
-
-        Walks the hostasset keyset chain for ``updated GREATER modified_after`` (default: the
-        estate's lookback window) at ``page_size`` through the same search the server answers,
-        and caches the KnowledgeBase answer for each batch of QIDs in ``kb_batches``. Needs
-        ``page_cache_dir``.
-        """
-        cache = self.page_cache
-        if cache is None:
-            raise RuntimeError("warm_page_cache needs QualysSimulator(page_cache_dir=...)")
-        started = time.perf_counter()
-        before = replace(cache.stats)
-        cutoff = modified_after or self.estate.now - timedelta(days=self.estate.lookback_days)
-        bound = cutoff.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        pages = assets = ha_bytes = 0
-        after: int | None = None
-        while True:
-            criteria = [Criterion("updated", "GREATER", bound)]
-            if after is not None:
-                criteria.append(Criterion("id", "GREATER", str(after)))
-            page, has_more = search_assets(self.estate, SearchRequest(criteria, {"limitResults": str(page_size)}))
-            pages += 1
-            assets += len(page)
-            if page:
-                last_id = page[-1].id if has_more else None
-                ha_bytes += cache.hostasset(page, has_more=has_more, last_id=last_id, tags=self.estate.tags).stat().st_size
-            if not has_more or not page:
-                break
-            after = page[-1].id
-        n_batches = kb_bytes = 0
-        for batch in kb_batches:
-            vulns = select_kb(self.estate, {"action": "list", "details": "Basic", "ids": ",".join(map(str, batch))})
-            body = cache.kb(vulns, keepalive_prefix=self.keepalive_prefix, now=datetime.now(UTC))
-            n_batches += 1
-            kb_bytes += body.size if body is not None else 0
-        after_stats = cache.stats
-        return WarmupReport(
-            pages=pages,
-            assets=assets,
-            hostasset_bytes=ha_bytes,
-            kb_batches=n_batches,
-            kb_bytes=kb_bytes,
-            rendered=after_stats.rendered - before.rendered,
-            reused=after_stats.hits - before.hits,
-            rendered_bytes=after_stats.rendered_bytes - before.rendered_bytes,
-            render_seconds=after_stats.render_seconds - before.render_seconds,
-            seconds=time.perf_counter() - started,
-        )
 
     def _take_fault(self, endpoint: str) -> Fault | None:
         with self._lock:

@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
-from qualys.assets import fetch_page
-from qualys.client import PLATFORM_HINT, QualysClient
-from qualys.config import Secret
+from qualys.api.client import PLATFORM_HINT, QualysClient
+from qualys.api.hostassets import fetch_page
+from qualys.api.knowledge_base import fetch_entries
+from qualys.api.retry import RetryPolicy
+from qualys.config.settings import Secret
 from qualys.errors import ConnectorError, QualysApiError, TemporaryFailureError
-from qualys.knowledge_base import fetch_entries
-from qualys.normalize import iso_utc
-from qualys.retry import RetryPolicy
+from qualys.sync.records import iso_utc
 
 #: Bounded so the HTTP endpoint answers well inside Azure's 230 s front-end limit.
 #: One check (all attempts and waits) never takes longer than this: three steps stay far below 230 s.

@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
-from qualys.assets import RawAsset
-from qualys.knowledge_base import KbEntry
+from qualys.api.hostassets import RawAsset
+from qualys.api.knowledge_base import KbEntry
 
 SOURCE = "qualys"
 #: One encoder for every record: json.dumps with options builds a new encoder per call.

@@ -27,9 +27,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-from qualys.assets import ENDPOINT as HOSTASSET_ENDPOINT
-from qualys.assets import HOSTASSET_SEARCH_PATH, AssetPage, parse_page, search_request
-from qualys.client import QualysClient, qps_response_error
+from qualys.api.client import QualysClient, qps_response_error
+from qualys.api.hostassets import ENDPOINT as HOSTASSET_ENDPOINT
+from qualys.api.hostassets import HOSTASSET_SEARCH_PATH, AssetPage, parse_page, search_request
+from qualys.api.paging import DEFAULT_READ_AHEAD, PagePrefetcher
+from qualys.api.xmlstream import Readable, iter_events, text_of
 from qualys.errors import (
     AccountBlockedError,
     AuthenticationError,
@@ -39,8 +41,6 @@ from qualys.errors import (
     ResponseFormatError,
     TemporaryFailureError,
 )
-from qualys.paging import DEFAULT_READ_AHEAD, PagePrefetcher
-from qualys.xmlstream import Readable, iter_events, text_of
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def plan_ranges(client: QualysClient, modified_after: str, partitions: int, page
 class PartitionedPages:
     """Pages of several id ranges, each a keyset chain of its own, in the order they arrive.
 
-    One range is the plain :class:`~qualys.paging.PagePrefetcher`. With more, each
+    One range is the plain :class:`~qualys.api.paging.PagePrefetcher`. With more, each
     range's chain runs on its own thread (read-ahead shared out between them) and
     hands finished pages over a small queue; the first error stops every chain.
     """

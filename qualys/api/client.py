@@ -22,7 +22,9 @@ import requests
 import urllib3.exceptions
 from defusedxml import DefusedXmlException
 
-from qualys.config import Secret
+from qualys.api.retry import CONCURRENCY_CODES, RATE_LIMIT_CODE, RetryPolicy, announced_wait
+from qualys.api.xmlstream import TruncatedBodyError
+from qualys.config.settings import Secret
 from qualys.errors import (
     AccountBlockedError,
     ApiNotFoundError,
@@ -34,8 +36,6 @@ from qualys.errors import (
     RateLimitExhaustedError,
     TemporaryFailureError,
 )
-from qualys.retry import CONCURRENCY_CODES, RATE_LIMIT_CODE, RetryPolicy, announced_wait
-from qualys.xmlstream import TruncatedBodyError
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from qualys.assets import AssetPage, HeaderCallback, fetch_page
-from qualys.client import QualysClient
+from qualys.api.client import QualysClient
+from qualys.api.hostassets import AssetPage, HeaderCallback, fetch_page
 from qualys.errors import ConnectorError
 
 #: Pages fetched or in flight beyond the one being consumed. Two keep the chain busy while the sync

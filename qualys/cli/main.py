@@ -13,10 +13,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from qualys.cli_output import summary_line
-from qualys.config import load_sync_settings
+from qualys.cli.summary import summary_line
+from qualys.config.settings import load_sync_settings
 from qualys.errors import ConfigError, ConnectorError
-from qualys.sync import Progress, run_sync
+from qualys.sync.run import Progress, run_sync
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -50,9 +50,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate the configured connection (settings + vault or environment credentials)."""
-    from qualys.config import SettingsReader, normalize_api_url
-    from qualys.credentials import load_credentials
-    from qualys.validation import invalid_url_report, validate_connection
+    from qualys.api.validation import invalid_url_report, validate_connection
+    from qualys.config.settings import SettingsReader, normalize_api_url
+    from qualys.hosting.credentials import load_credentials
 
     reader = SettingsReader()
     try:
@@ -80,7 +80,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from qualys.demo import run_demo
+    from qualys.cli.demo import run_demo
 
     return run_demo(assets=args.assets, output_dir=args.output_dir)
 

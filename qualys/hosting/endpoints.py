@@ -12,11 +12,11 @@ import logging
 import re
 from dataclasses import dataclass
 
-from qualys.config import Secret, SettingsReader, normalize_api_url
-from qualys.credentials import SecretClientFactory, load_credentials, store_credentials
-from qualys.endpoint_guard import allowed_hosts, check_caller_api_url
+from qualys.api.validation import invalid_url_report, validate_connection
+from qualys.config.settings import Secret, SettingsReader, normalize_api_url
 from qualys.errors import ConfigError
-from qualys.validation import invalid_url_report, validate_connection
+from qualys.hosting.credentials import SecretClientFactory, load_credentials, store_credentials
+from qualys.hosting.endpoint_guard import allowed_hosts, check_caller_api_url
 
 log = logging.getLogger(__name__)
 

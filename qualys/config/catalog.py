@@ -1,7 +1,7 @@
 """Every setting the connector reads, in one table.
 
 This is the single source of truth for setting names: the loaders in
-:mod:`qualys.config` read only names listed here, and the infrastructure tests
+:mod:`qualys.config.settings` read only names listed here, and the infrastructure tests
 check that every ``deployed`` setting is an app setting with a Bicep parameter
 in ``infra/`` (and that no ``local_only`` one is).
 """
