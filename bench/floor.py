@@ -6,7 +6,7 @@
 Schedule, all started at t=0:
 
 * hostasset chain (sequential by nature: page N+1 needs page N's ``lastId``): the same
-  ``ServiceRequest`` the sync sends (:func:`qualys.api.hostassets.search_request`); page N+1 is
+  ``ServiceRequest`` the sync sends (:func:`qualys.api.qps.service_request`); page N+1 is
   requested on another connection the moment page N's ``<lastId>`` has arrived (it precedes
   ``<data>``), while page N is still being drained;
 * one tag search for every tag id the in-window assets carry (known from the estate truth);
@@ -41,9 +41,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from qualys.api.client import KB_PATH
-from qualys.api.hostassets import HOSTASSET_SEARCH_PATH, search_request
+from qualys.api.hostasset_search import HOSTASSET_SEARCH_PATH, search_criteria
+from qualys.api.knowledge_base import KB_PATH
 from qualys.api.partitions import HOSTASSET_COUNT_PATH, IdRange, boundary_ranks, ranges_from_bounds
+from qualys.api.qps import Criterion, service_request
 from qualys.api.tags import TAG_SEARCH_PATH
 
 _LAST_ID = re.compile(rb"<lastId>\s*(\d+)\s*</lastId>")
@@ -52,6 +53,13 @@ _FIRST_ASSET_ID = re.compile(rb"<HostAsset>\s*<id>\s*(\d+)\s*</id>")
 _HEADER_SCAN_LIMIT = 8192
 _CHUNK = 1 << 20
 HeadCallback = Callable[[bytes], None]
+
+
+def search_body(
+    modified_after: str, limit: int, after_id: int | None, before_id: int | None = None, *, start_offset: int | None = None
+) -> bytes:
+    """The sync's own hostasset ``ServiceRequest`` body."""
+    return service_request(search_criteria(modified_after, after_id, before_id), limit, start_offset)
 
 
 @dataclass
@@ -153,7 +161,7 @@ class Floor:
                         futures.append(pool.submit(page, int(found.group(1))))
 
             try:
-                body = search_request(modified_after, page_size, after_id, below)
+                body = search_body(modified_after, page_size, after_id, below)
                 status = self.post("hostasset", HOSTASSET_SEARCH_PATH, body, "text/xml", head)
                 if status != 200:
                     raise RuntimeError(f"hostasset page after id {after_id}: HTTP {status}")
@@ -182,7 +190,7 @@ class Floor:
         def keep(first: bytes) -> None:
             seen.append(first)
 
-        body = search_request(modified_after, 1, None)
+        body = search_body(modified_after, 1, None)
         if self.post("count", HOSTASSET_COUNT_PATH, body, "text/xml", keep) != 200 or not (found := _COUNT.search(seen[0])):
             raise RuntimeError("count request failed")
         ranks = boundary_ranks(int(found.group(1)), partitions, page_size)
@@ -191,7 +199,7 @@ class Floor:
 
         def at(rank: int) -> int:
             heads: list[bytes] = []
-            request = search_request(modified_after, 1, None, start_offset=rank)
+            request = search_body(modified_after, 1, None, start_offset=rank)
             status = self.post("hostasset", HOSTASSET_SEARCH_PATH, request, "text/xml", heads.append, (b"</id>",))
             hit = _FIRST_ASSET_ID.search(heads[0]) if status == 200 and heads else None
             if hit is None:
@@ -220,7 +228,7 @@ class Floor:
             last[0] = int(found.group(1)) if found is not None else None
 
         while done < pages:
-            body = search_request(modified_after, page_size, after_id)
+            body = search_body(modified_after, page_size, after_id)
             status = self.post("hostasset", HOSTASSET_SEARCH_PATH, body, "text/xml", head)
             if status != 200:
                 self.errors.append(f"probe page after id {after_id}: HTTP {status}")
@@ -235,10 +243,7 @@ class Floor:
         if not tag_ids:
             return
         ids = ",".join(map(str, sorted(tag_ids)))
-        body = (
-            f"<ServiceRequest><preferences><limitResults>{len(tag_ids)}</limitResults></preferences>"
-            f'<filters><Criteria field="id" operator="IN">{ids}</Criteria></filters></ServiceRequest>'
-        ).encode()
+        body = service_request([Criterion("id", "IN", ids)], len(tag_ids))
         status = self.post("tag", TAG_SEARCH_PATH, body, "text/xml")
         if status != 200:
             self.errors.append(f"tag search: HTTP {status}")

@@ -50,7 +50,7 @@ from bench.page_cache import PageCache
 from bench.page_cache import warm as warm_page_cache
 from qualys.api.knowledge_base import KB_BATCH_SIZE
 from qualys.api.tags import TAG_BATCH_SIZE
-from qualys.sync.records import parse_datetime
+from qualys.timestamps import parse_datetime
 from qualys_simulator.estate import Estate
 from qualys_simulator.server import Latency, QualysSimulator
 

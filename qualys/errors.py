@@ -44,11 +44,14 @@ class QualysApiError(ConnectorError):
         *,
         http_status: int | None = None,
         qualys_code: str | None = None,
+        qualys_text: str | None = None,
         endpoint: str = "",
     ) -> None:
         super().__init__(cause, action)
         self.http_status = http_status
         self.qualys_code = qualys_code
+        #: Qualys's own words (SIMPLE_RETURN TEXT, QPS errorMessage), when it sent any.
+        self.qualys_text = qualys_text
         self.endpoint = endpoint
 
 

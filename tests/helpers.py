@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from qualys.api.retry import RetryPolicy
-from qualys.config.settings import LocalOutput, OutputTarget, Secret, SyncSettings
-from qualys.output.folder import Sink
-from qualys.sync.records import parse_datetime
+from qualys.config.secret import Secret
+from qualys.config.settings import LocalOutput, OutputTarget, SyncSettings
+from qualys.output.sink import Sink
+from qualys.timestamps import parse_datetime
 from qualys_simulator.estate import Estate
 from qualys_simulator.server import QualysSimulator
 from qualys_simulator.truth import expected_run

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from qualys.config.settings import BlobOutput, LocalOutput, Secret, load_sync_settings, normalize_api_url
+from qualys.config.secret import Secret
+from qualys.config.settings import BlobOutput, LocalOutput, load_sync_settings
+from qualys.config.urls import normalize_api_url
 from qualys.errors import ConfigError
 
 BASE_ENV = {

@@ -8,7 +8,7 @@ import pytest
 
 from qualys.api.client import QualysClient
 from qualys.api.retry import RetryPolicy
-from qualys.config.settings import Secret
+from qualys.config.secret import Secret
 from qualys.errors import (
     AuthenticationError,
     KnowledgeBasePermissionError,
@@ -17,8 +17,9 @@ from qualys.errors import (
     RateLimitExhaustedError,
     TemporaryFailureError,
 )
-from qualys.output.folder import LocalSink
-from qualys.sync.run import CHECKPOINT_PATH, run_sync
+from qualys.output.folder import FolderSink
+from qualys.sync.checkpoint import CHECKPOINT_PATH
+from qualys.sync.run import run_sync
 from qualys_simulator.server import Fault, QualysSimulator
 from tests.helpers import FAST_RETRY, PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest, settings_for
 
@@ -63,7 +64,7 @@ def test_retryable_fault_mid_run_gives_exact_result(simulator: QualysSimulator, 
     skip = 2 if endpoint == "hostasset" else 0
     simulator.inject(Fault(endpoint=endpoint, kind=kind, times=2, skip=skip, wait_seconds=0.2))
     sync(simulator, tmp_path)
-    assert_matches_truth(read_latest(LocalSink(tmp_path)), simulator.estate)
+    assert_matches_truth(read_latest(FolderSink(tmp_path)), simulator.estate)
     faulted = [r for r in simulator.requests if r.fault == kind]
     assert len(faulted) == 2, [(r.endpoint, r.fault) for r in simulator.requests]
 
@@ -77,7 +78,7 @@ def test_announced_waits_are_honoured(simulator: QualysSimulator, tmp_path: Path
     gap = log[index + 1].started - log[index].ended
     assert gap >= seconds * 0.95, gap
     assert gap < seconds + 2.0, gap
-    assert_matches_truth(read_latest(LocalSink(tmp_path)), simulator.estate)
+    assert_matches_truth(read_latest(FolderSink(tmp_path)), simulator.estate)
 
 
 NON_RETRYABLE = [
@@ -94,7 +95,7 @@ def test_non_retryable_error_stops_without_a_new_complete_run(
     simulator: QualysSimulator, tmp_path: Path, endpoint: str, kind: str, error: type[Exception], words: str
 ) -> None:
     sync(simulator, tmp_path)
-    first = read_latest(LocalSink(tmp_path)).manifest["run_id"]
+    first = read_latest(FolderSink(tmp_path)).manifest["run_id"]
     # the second run's first KB call is the cache delta; its second hostasset call is page 2
     simulator.inject(Fault(endpoint=endpoint, kind=kind, times=1, skip=1 if endpoint == "hostasset" else 0))
     client = QualysClient(simulator.url, USER, Secret(PASSWORD), retry=FAST_RETRY)
@@ -102,11 +103,11 @@ def test_non_retryable_error_stops_without_a_new_complete_run(
         run_sync(settings_for(simulator, str(tmp_path), page_size=20), full=True, client=client)
     message = str(caught.value)
     assert words in message and "\n" not in message and PASSWORD not in message
-    assert read_latest(LocalSink(tmp_path)).manifest["run_id"] == first  # no new complete run
+    assert read_latest(FolderSink(tmp_path)).manifest["run_id"] == first  # no new complete run
     assert (tmp_path / CHECKPOINT_PATH).exists()
     # the failed run is resumed and completes exactly
     sync(simulator, tmp_path)
-    run = read_latest(LocalSink(tmp_path))
+    run = read_latest(FolderSink(tmp_path))
     assert run.manifest["run_id"] != first and run.manifest["resumes"] == 1
     assert_matches_truth(run, simulator.estate)
 
@@ -135,7 +136,7 @@ def test_connection_refused_is_a_temporary_failure(tmp_path: Path) -> None:
     from tests.conftest import free_port
 
     client = QualysClient(f"http://127.0.0.1:{free_port()}", USER, Secret(PASSWORD), retry=FAST_RETRY)
-    from qualys.api.hostassets import fetch_page
+    from qualys.api.hostasset_search import fetch_page
 
     with pytest.raises(TemporaryFailureError, match="connection failed"):
         fetch_page(client, "2026-01-01T00:00:00Z", 10, None)
@@ -147,7 +148,7 @@ def test_a_dripping_body_is_cut_by_the_call_deadline() -> None:
     import threading
     import time
 
-    from qualys.api.hostassets import fetch_page
+    from qualys.api.hostasset_search import fetch_page
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -34,13 +34,14 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 from qualys.config.catalog import SETTINGS, SETTINGS_BY_NAME
-from qualys.config.settings import BlobOutput, Secret, SettingsReader, load_sync_settings
+from qualys.config.secret import Secret
+from qualys.config.settings import BlobOutput, SettingsReader, load_sync_settings
 from qualys.errors import AuthenticationError, ConfigError
 from qualys.hosting.endpoint_guard import allowed_hosts, check_caller_api_url
 from qualys.hosting.endpoints import MAX_BODY_BYTES, handle_connect
 from qualys.hosting.scheduled import SUMMARY_PREFIX, run_scheduled_sync
 from qualys.output.blob import BlobSink
-from qualys.output.folder import LocalSink
+from qualys.output.folder import FolderSink
 from qualys_simulator.estate import Estate
 from qualys_simulator.server import Fault, QualysSimulator
 from tests.helpers import PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest
@@ -304,7 +305,7 @@ def test_timer_reads_credentials_from_the_vault_and_prefers_its_api_url(
     urls: list[str] = []
     reader = vault_reader(vault, tmp_path, QUALYS_API_URL=f"http://127.0.0.1:{dead_port()}")
     result = run_scheduled_sync(reader, secret_client=secret_client_factory(vault, urls))
-    run = read_latest(LocalSink(tmp_path))
+    run = read_latest(FolderSink(tmp_path))
     assert_matches_truth(run, estate)
     assert result.devices == run.device_count > 0
     assert urls == [vault.url]
@@ -330,7 +331,7 @@ def test_a_rotated_password_is_used_by_the_next_run_without_restart(
     second = run_scheduled_sync(reader, secret_client=factory)
     assert second.run_id != first.run_id and second.mode == "incremental"
     assert [r.path.rstrip("/") for r in vault.requests if r.method == "GET"].count("/secrets/qualys-password") == 1
-    assert_matches_truth(read_latest(LocalSink(tmp_path)), estate)
+    assert_matches_truth(read_latest(FolderSink(tmp_path)), estate)
 
 
 def test_a_missing_vault_secret_is_one_line_naming_vault_and_secret(vault: FakeKeyVault, tmp_path: Path) -> None:
@@ -526,7 +527,7 @@ def test_connect_stores_only_a_validated_connection_and_the_sync_uses_it(
     sync_reader = vault_reader(vault, tmp_path, QUALYS_API_URL=f"http://127.0.0.1:{dead_port()}")
     result = run_scheduled_sync(sync_reader, secret_client=factory)
     assert result.devices > 0
-    assert_matches_truth(read_latest(LocalSink(tmp_path)), estate)
+    assert_matches_truth(read_latest(FolderSink(tmp_path)), estate)
 
 
 def test_connect_reports_a_vault_that_refuses_writes(simulator: QualysSimulator, vault: FakeKeyVault) -> None:

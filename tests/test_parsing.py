@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from qualys.api.hostassets import parse_page
+from qualys.api.hostasset_search import parse_page
 from qualys.api.knowledge_base import KbEntry, parse_vuln_list
 from qualys.api.tags import parse_tags
 from qualys.api.xmlstream import TruncatedBodyError
 from qualys.errors import AuthenticationError, BadRequestError, PermissionDeniedError, ResponseFormatError
-from qualys.sync.records import device_record, finding_records, normalize_mac
+from qualys.sync.records import device_record, normalize_mac
+from tests.reference_records import finding_records, json_lines
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -120,19 +121,19 @@ def test_findings_one_per_qid_enriched() -> None:
 def test_finding_lines_are_the_encoded_finding_records_byte_for_byte() -> None:
     from dataclasses import replace
 
-    from qualys.sync.records import finding_lines, json_line, kb_fragment
+    from qualys.sync.records import finding_lines, kb_fragment
 
     agent = parse_page(io.BytesIO(page())).assets[0]
     kb = {entry.qid: entry for entry in parse_vuln_list(io.BytesIO((FIXTURES / "kb_mixed.xml").read_bytes()))}
     tricky = replace(kb[38739], title='quote " backslash \\ newline \n tab \t nul-ish \x01 </script> \u2028 ü 𝄞', severity=None)
     for variant in ({**kb, 38739: tricky}, kb, {}, {38739: KbEntry(38739, known=False)}):
-        expected = "".join(json_line(record) for record in finding_records(agent, variant))
+        expected = json_lines(finding_records(agent, variant))
         lines, count = finding_lines(agent, {qid: kb_fragment(entry) for qid, entry in variant.items()})
         assert lines == expected and count == len(finding_records(agent, variant))
         for line in lines.split("\n")[:-1]:  # not splitlines(): U+2028 is valid, unescaped, inside a JSON string
             json.loads(line)
     odd = replace(agent, id=-7)
-    assert finding_lines(odd, {})[0] == "".join(json_line(r) for r in finding_records(odd, {}))
+    assert finding_lines(odd, {})[0] == json_lines(finding_records(odd, {}))
 
 
 def test_empty_kb_and_empty_search() -> None:

@@ -11,10 +11,13 @@ import pytest
 
 from qualys.api.client import QualysClient
 from qualys.api.partitions import IdRange, plan_ranges, ranges_from_bounds
-from qualys.config.settings import Secret, SyncSettings
+from qualys.config.secret import Secret
+from qualys.config.settings import SyncSettings
 from qualys.errors import AuthenticationError
-from qualys.output.folder import LocalSink, read_json
-from qualys.sync.run import CHECKPOINT_PATH, Checkpoint, run_sync
+from qualys.output.folder import FolderSink
+from qualys.output.sink import read_json
+from qualys.sync.checkpoint import CHECKPOINT_PATH, Checkpoint
+from qualys.sync.run import run_sync
 from qualys_simulator.estate import Estate
 from qualys_simulator.server import Fault, Latency, QualysSimulator, RequestRecord
 from tests.helpers import FAST_RETRY, PASSWORD, USER, Run, assert_matches_truth, estate_in_past, read_latest, settings_for
@@ -52,7 +55,7 @@ def estate_and_sequential(tmp_path_factory: pytest.TempPathFactory) -> tuple[Est
     with QualysSimulator(estate, username=USER, password=PASSWORD) as sim:
         run_sync(partitioned(sim, out, 1), client=client_for(sim))
         assert not [r for r in sim.requests if r.endpoint == "count"], "the default never probes"
-    return estate, read_latest(LocalSink(out))
+    return estate, read_latest(FolderSink(out))
 
 
 @pytest.mark.parametrize("partitions", [2, 3, 4, 8])
@@ -65,7 +68,7 @@ def test_partitioned_run_equals_the_sequential_run(
         requests = list(sim.requests)
         chains = page_requests(sim)
         peak = sim.peak_concurrency.get("hostasset", 0)
-    run = read_latest(LocalSink(tmp_path))
+    run = read_latest(FolderSink(tmp_path))
     assert records(run) == records(sequential)  # same records, field for field (order-independent)
     assert_matches_truth(run, sim.estate)
     # the probe: one count, one one-record search per boundary
@@ -113,7 +116,7 @@ def test_killed_partitioned_run_resumes_each_range_without_a_new_probe(
         sim.inject(Fault(endpoint="hostasset", kind="http_401", times=1, skip=6))
         with pytest.raises(AuthenticationError):
             run_sync(partitioned(sim, tmp_path, 3), full=True, client=client_for(sim))
-        raw = read_json(LocalSink(tmp_path), CHECKPOINT_PATH)
+        raw = read_json(FolderSink(tmp_path), CHECKPOINT_PATH)
         assert raw is not None
         saved = Checkpoint.from_dict(raw)
         assert len(saved.ranges) == 3 and saved.pages >= 1
@@ -125,7 +128,7 @@ def test_killed_partitioned_run_resumes_each_range_without_a_new_probe(
         restarted = {bounds_of(r) for r in page_requests(sim)}
         for r in saved.ranges:
             assert r.done or (r.after, r.below) in restarted
-    run = read_latest(LocalSink(tmp_path))
+    run = read_latest(FolderSink(tmp_path))
     assert run.manifest["resumes"] == 1
     assert records(run) == records(sequential)
 
@@ -141,7 +144,7 @@ def test_retryable_faults_in_partitioned_runs_give_the_same_result(
         sim.inject(Fault(endpoint=endpoint, kind=kind, times=2, skip=3 if endpoint == "hostasset" else 0))
         run_sync(partitioned(sim, tmp_path, 4), client=client_for(sim))
         assert [r for r in sim.requests if r.fault == kind]
-    assert records(read_latest(LocalSink(tmp_path))) == records(sequential)
+    assert records(read_latest(FolderSink(tmp_path))) == records(sequential)
 
 
 def test_unsupported_count_api_falls_back_to_one_chain(
@@ -154,9 +157,9 @@ def test_unsupported_count_api_falls_back_to_one_chain(
             run_sync(partitioned(sim, tmp_path, 4), client=client_for(sim))
         chains = page_requests(sim)
     assert "one sequential chain" in caplog.text and PASSWORD not in caplog.text
-    assert read_latest(LocalSink(tmp_path)).manifest["id_ranges"] == 1
+    assert read_latest(FolderSink(tmp_path)).manifest["id_ranges"] == 1
     assert {bounds_of(r)[1] for r in chains} == {None}
-    assert records(read_latest(LocalSink(tmp_path))) == records(sequential)
+    assert records(read_latest(FolderSink(tmp_path))) == records(sequential)
 
 
 def test_small_windows_are_not_split(tmp_path: Path) -> None:
@@ -171,4 +174,4 @@ def test_small_windows_are_not_split(tmp_path: Path) -> None:
         sim.reset_log()
         run_sync(dataclasses.replace(settings_for(sim, str(tmp_path), page_size=1000), asset_partitions=4), client=client)
         assert len(sim.requests) <= 3, [r.endpoint for r in sim.requests]  # incremental, nothing changed
-    assert_matches_truth(read_latest(LocalSink(tmp_path)), estate)
+    assert_matches_truth(read_latest(FolderSink(tmp_path)), estate)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from qualys.output.folder import LocalSink
+from qualys.output.folder import FolderSink
 from qualys_simulator.server import Latency, QualysSimulator
 from tests.helpers import PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest
 
@@ -51,7 +51,7 @@ def test_killed_sync_is_resumed_and_complete(tmp_path: Path, partitions: str) ->
         }
         command = [sys.executable, "-m", "qualys", "sync"]
         first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
-        first_id = read_latest(LocalSink(tmp_path)).manifest["run_id"]
+        first_id = read_latest(FolderSink(tmp_path)).manifest["run_id"]
         watcher = LatestWatcher(tmp_path)
         watcher.start()
 
@@ -73,13 +73,13 @@ def test_killed_sync_is_resumed_and_complete(tmp_path: Path, partitions: str) ->
         pages_before = int(str(checkpoint["pages"]))
         assert 4 <= pages_before < 20, "the kill must land mid-run"
         assert len(checkpoint["ranges"]) == int(partitions)  # type: ignore[arg-type]
-        assert read_latest(LocalSink(tmp_path)).manifest["run_id"] == first_id
+        assert read_latest(FolderSink(tmp_path)).manifest["run_id"] == first_id
 
         resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
         watcher.stop.set()
         watcher.join()
 
-    run = read_latest(LocalSink(tmp_path))
+    run = read_latest(FolderSink(tmp_path))
     assert run.manifest["run_id"] == checkpoint["run_id"] and run.manifest["resumes"] == 1
     assert run.manifest["mode"] == "full" and "resumed" in resumed.stdout
     assert_matches_truth(run, estate)

@@ -12,16 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from qualys.api.hostassets import Findings, RawAsset, RawInterface, parse_page
+from qualys.api.assets import Findings, RawAsset, RawInterface
+from qualys.api.hostasset_search import parse_page
 from qualys.api.knowledge_base import KbEntry
-from qualys.config.settings import BlobOutput, Secret
+from qualys.config.secret import Secret
+from qualys.config.settings import BlobOutput
 from qualys.errors import ConnectorError
 from qualys.output.blob import BlobSink
-from qualys.output.folder import LocalSink, Sink, read_lines
-from qualys.sync.kb_store import KB_DIR, KnowledgeBaseCache
+from qualys.output.folder import FolderSink
+from qualys.output.sink import Sink, read_lines
+from qualys.sync.kb_store import KnowledgeBaseStore
 from qualys.sync.records import kb_fragment
 from qualys.sync.run import run_sync
 from qualys.sync.spill import PageSpill
+from qualys.sync.state import RunState
 from qualys_simulator.server import QualysSimulator
 from tests.helpers import PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest, settings_for
 
@@ -54,7 +58,7 @@ def many_lines() -> list[bytes]:
 @pytest.mark.parametrize("kind", ["folder", "blob"])
 def test_streamed_write_and_read_give_back_every_byte(kind: str, tmp_path: Path, azurite_connection_string: str) -> None:
     # Blob blocks of 1 KiB make the ~300 KB body a multi-block upload committed as one list.
-    sink: Sink = LocalSink(tmp_path) if kind == "folder" else blob_sink(azurite_connection_string, 1024)
+    sink: Sink = FolderSink(tmp_path) if kind == "folder" else blob_sink(azurite_connection_string, 1024)
     lines = many_lines()
     sink.write_chunks("runs/x/part.jsonl", (line + b"\n" for line in lines), "application/x-ndjson")
     assert sink.read("runs/x/part.jsonl") == b"".join(line + b"\n" for line in lines)
@@ -70,7 +74,7 @@ def test_streamed_write_and_read_give_back_every_byte(kind: str, tmp_path: Path,
 
 @pytest.mark.parametrize("kind", ["folder", "blob"])
 def test_a_write_that_fails_midway_leaves_the_old_content(kind: str, tmp_path: Path, azurite_connection_string: str) -> None:
-    sink: Sink = LocalSink(tmp_path) if kind == "folder" else blob_sink(azurite_connection_string, 1024)
+    sink: Sink = FolderSink(tmp_path) if kind == "folder" else blob_sink(azurite_connection_string, 1024)
     sink.write("state/part.jsonl", b"old\n")
     with pytest.raises(Boom):
         sink.write_chunks("state/part.jsonl", failing_after(many_lines()))
@@ -140,9 +144,9 @@ def test_held_pages_wait_on_disk_and_the_run_equals_the_truth(
 ) -> None:
     # Pages of 20 assets bring new QIDs for many pages: they are held, parked and written later.
     with QualysSimulator(estate_in_past(300), username=USER, password=PASSWORD) as simulator:
-        caplog.set_level(logging.INFO, logger="qualys.sync.run")
+        caplog.set_level(logging.INFO, logger="qualys.sync")
         run_sync(settings_for(simulator, str(tmp_path), page_size=20))
-        assert_matches_truth(read_latest(LocalSink(tmp_path)), simulator.estate)
+        assert_matches_truth(read_latest(FolderSink(tmp_path)), simulator.estate)
     parked = [r.getMessage() for r in caplog.records if "waited for KnowledgeBase entries on local disk" in r.getMessage()]
     assert parked and int(parked[0].split()[0]) >= 2
 
@@ -156,7 +160,7 @@ def test_without_a_usable_temporary_folder_held_pages_wait_in_memory(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "does-not-exist"))
     with QualysSimulator(estate_in_past(300), username=USER, password=PASSWORD) as simulator:
         run_sync(settings_for(simulator, str(tmp_path / "out"), page_size=20))
-        assert_matches_truth(read_latest(LocalSink(tmp_path / "out")), simulator.estate)
+        assert_matches_truth(read_latest(FolderSink(tmp_path / "out")), simulator.estate)
     assert any("keeping them in memory" in r.getMessage() for r in caplog.records)
 
 
@@ -167,28 +171,29 @@ def entry(qid: int, title: str) -> KbEntry:
     return KbEntry(qid, title, "Vulnerability", 3, "CVE-2024-1,CVE-2024-2" if qid % 2 else "", 5.0, None, "2026-01-01T00:00:00Z")
 
 
+KB_DIR = "state/kb/"
+
+
 def test_cache_compaction_keeps_the_latest_entry_of_each_qid(tmp_path: Path) -> None:
-    sink = LocalSink(tmp_path)
+    sink = FolderSink(tmp_path)
     # Titles with U+2028 and NEL: the cache splits lines on "\n" only (str.splitlines() would cut them).
     older = [entry(qid, f"old {qid}\u2028") for qid in range(1, 600)]
     newer = [entry(qid, f"new {qid}\x85") for qid in range(300, 900)]
     for name, entries in (("a-run-00001", older), ("b-run-00001", newer)):
         sink.write(f"{KB_DIR}{name}.jsonl", "".join(e.to_json() + "\n" for e in entries).encode())
-    cache = KnowledgeBaseCache(sink, "c-run")
-    cache.load()
-    cache.compact(refreshed_at="2026-11-28T00:00:00Z")
+    store = KnowledgeBaseStore(RunState(sink), "c-run")
+    loaded = {e.qid: kb_fragment(e) for e in store.entries()}  # a QID's later entry overrides its earlier one
+    store.compact(refreshed_at="2026-11-28T00:00:00Z")
     assert sink.list(KB_DIR) == [f"{KB_DIR}c-run-zz-all.jsonl"]
     lines = list(read_lines(sink, f"{KB_DIR}c-run-zz-all.jsonl"))
     compacted = {e.qid: e for e in (KbEntry.from_json(line.decode()) for line in lines)}
     assert len(lines) == len(compacted) == 899
     assert compacted[1].title == "old 1\u2028" and compacted[300].title == "new 300\x85"
     assert compacted[899].title == "new 899\x85"
-    reloaded = KnowledgeBaseCache(sink, "d-run")
-    reloaded.load()
-    assert all(
-        reloaded.fragments.get(qid, "") == cache.fragments.get(qid, "") == kb_fragment(compacted[qid])
-        for qid in compacted
-    )
+    reloaded = KnowledgeBaseStore(RunState(sink), "d-run")
+    assert {e.qid: kb_fragment(e) for e in reloaded.entries()} == loaded == {
+        qid: kb_fragment(entry) for qid, entry in compacted.items()
+    }
     assert os.path.getsize(tmp_path / KB_DIR / "c-run-zz-all.jsonl") == sum(len(line) + 1 for line in lines)
     # A run that fetched nothing new leaves the compacted file as it is, and only moves the refresh stamp.
     before = os.stat(tmp_path / KB_DIR / "c-run-zz-all.jsonl")

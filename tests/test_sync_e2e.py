@@ -12,10 +12,12 @@ import jsonschema
 import pytest
 
 from qualys.api.client import QualysClient
-from qualys.config.settings import BlobOutput, Secret
+from qualys.config.secret import Secret
+from qualys.config.settings import BlobOutput
 from qualys.output.blob import BlobSink
-from qualys.output.folder import LocalSink
+from qualys.output.folder import FolderSink
 from qualys.sync.run import run_sync
+from qualys.sync.state import RunState
 from qualys_simulator.server import QualysSimulator
 from tests.helpers import FAST_RETRY, PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest, settings_for
 
@@ -25,7 +27,7 @@ def client_for(simulator: QualysSimulator) -> QualysClient:
 
 
 def cutoff_of(run: object) -> datetime:
-    from qualys.sync.records import parse_datetime
+    from qualys.timestamps import parse_datetime
 
     value = parse_datetime(run.manifest["window"]["modified_after"])  # type: ignore[attr-defined]
     assert value is not None
@@ -45,7 +47,7 @@ def simulator() -> QualysSimulator:
 def test_full_sync_to_folder_matches_truth_over_many_pages(simulator: QualysSimulator, tmp_path: Path) -> None:
     settings = settings_for(simulator, str(tmp_path))
     result = run_sync(settings, client=client_for(simulator))
-    sink = LocalSink(tmp_path)
+    sink = FolderSink(tmp_path)
     run = read_latest(sink)
     assert_matches_truth(run, simulator.estate)
     assert result.mode == "full" and not result.resumed
@@ -91,12 +93,12 @@ def test_full_sync_to_azurite_matches_truth(simulator: QualysSimulator, azurite_
 def test_incremental_run_gets_exactly_the_changed_assets(simulator: QualysSimulator, tmp_path: Path) -> None:
     settings = settings_for(simulator, str(tmp_path))
     first = run_sync(settings, client=client_for(simulator))
-    in_window = sorted(first_id for first_id in read_latest(LocalSink(tmp_path)).devices)
+    in_window = sorted(first_id for first_id in read_latest(FolderSink(tmp_path)).devices)
     changed = [int(asset_id) for asset_id in in_window[::37]]
     simulator.estate.touch(changed, datetime.now(UTC))
     simulator.reset_log()
     second = run_sync(settings, client=client_for(simulator))
-    run = read_latest(LocalSink(tmp_path))
+    run = read_latest(FolderSink(tmp_path))
     assert second.mode == "incremental" and second.run_id != first.run_id
     assert set(run.devices) == {str(asset_id) for asset_id in changed}
     assert_matches_truth(run, simulator.estate)
@@ -111,12 +113,12 @@ def test_incremental_run_gets_exactly_the_changed_assets(simulator: QualysSimula
 def test_knowledge_base_cache_refreshes_changed_qids(simulator: QualysSimulator, tmp_path: Path) -> None:
     settings = settings_for(simulator, str(tmp_path))
     run_sync(settings, client=client_for(simulator))
-    run = read_latest(LocalSink(tmp_path))
+    run = read_latest(FolderSink(tmp_path))
     revised = sorted({qid for _, qid in run.findings if qid in simulator.estate.kb})[:3]
     simulator.estate.update_kb(revised, datetime.now(UTC))
     simulator.reset_log()
     run_sync(settings, full=True, client=client_for(simulator))
-    refreshed = read_latest(LocalSink(tmp_path))
+    refreshed = read_latest(FolderSink(tmp_path))
     assert_matches_truth(refreshed, simulator.estate)
     titles = {refreshed.findings[key]["title"] for key in refreshed.findings if key[1] in revised}
     assert titles and all(str(title).endswith("(revised)") for title in titles)
@@ -134,8 +136,8 @@ def test_password_never_reaches_output(simulator: QualysSimulator, tmp_path: Pat
 def test_second_sync_is_refused_while_one_holds_the_lock(simulator: QualysSimulator, tmp_path: Path) -> None:
     from qualys.errors import LockHeldError
 
-    sink = LocalSink(tmp_path)
-    with sink.lock(), pytest.raises(LockHeldError, match="Another sync is writing"):
+    sink = FolderSink(tmp_path)
+    with RunState(sink).lock(), pytest.raises(LockHeldError, match="Another sync is writing"):
         run_sync(settings_for(simulator, str(tmp_path)), client=client_for(simulator))
     assert not (tmp_path / "latest.json").exists()
 
@@ -153,7 +155,7 @@ def test_blob_lease_keeps_a_second_sync_out(simulator: QualysSimulator, azurite_
 
     output = BlobOutput(f"lock-{uuid.uuid4().hex[:8]}", connection_string=Secret(azurite_connection_string))
     sink = BlobSink.from_settings(output)
-    with sink.lock(), pytest.raises(LockHeldError, match="leased"):
+    with RunState(sink).lock(), pytest.raises(LockHeldError, match="leased"):
         run_sync(settings_for(simulator, output), client=client_for(simulator))
     run_sync(settings_for(simulator, output), client=client_for(simulator))  # released: now it runs
     assert_matches_truth(read_latest(sink), simulator.estate)

@@ -1,9 +1,9 @@
 """QID details from the KnowledgeBase (``/api/2.0/fo/knowledge_base/vuln/?action=list``).
 
 HostAsset lists QIDs only; CVE ids, title, severity and CVSS come from here
-(qualys-api.md §3). Requests are POST forms with ``ids`` in batches, and the
-entries are cached in the sink's ``state/kb/`` so later runs only ask for QIDs
-they have not seen, plus one ``last_modified_after`` call for changed ones.
+(docs/qualys-api.md §3). Requests are POST forms with ``ids`` in batches; the sync
+caches the entries (:mod:`qualys.sync.kb_store`) so later runs only ask for QIDs they
+have not seen, plus one ``last_modified_after`` call for changed ones.
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element
 
-from qualys.api.client import KB_PATH, QualysClient
+from qualys.api.client import QualysClient
+from qualys.api.request import ApiRequest
 from qualys.api.xmlstream import Readable, child_text, iter_events
-from qualys.errors import ResponseFormatError
+from qualys.errors import BadRequestError, KnowledgeBasePermissionError, ResponseFormatError
 
+KB_PATH = "/api/2.0/fo/knowledge_base/vuln/"
 ENDPOINT = "knowledge_base"
 #: QIDs per request: J1 uses 250, IBM 100; 250 keeps bodies near 0.5 MB.
 KB_BATCH_SIZE = 250
@@ -135,18 +137,36 @@ def parse_vuln_list(body: Readable) -> list[KbEntry]:
 
 def fetch_entries(client: QualysClient, qids: Sequence[int]) -> list[KbEntry]:
     """One KnowledgeBase call for ``qids``; QIDs Qualys does not know come back as ``known=False``."""
-    form = {"action": "list", "details": "Basic", "ids": ",".join(str(qid) for qid in qids)}
-    found = client.call("POST", KB_PATH, parse_vuln_list, data=form, endpoint=ENDPOINT)
+    found = _list(client, {"action": "list", "details": "Basic", "ids": ",".join(str(qid) for qid in qids)})
     by_qid = {entry.qid: entry for entry in found}
     return [by_qid.get(qid, KbEntry(qid=qid, known=False)) for qid in qids]
 
 
 def fetch_changed_since(client: QualysClient, since: str) -> list[KbEntry]:
     """Every QID Qualys changed after ``since`` (``YYYY-MM-DDTHH:MM:SSZ``)."""
-    form = {"action": "list", "details": "Basic", "last_modified_after": since}
-    return client.call("POST", KB_PATH, parse_vuln_list, data=form, endpoint=ENDPOINT)
+    return _list(client, {"action": "list", "details": "Basic", "last_modified_after": since})
 
 
-def batched(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
+def _list(client: QualysClient, form: dict[str, str]) -> list[KbEntry]:
+    try:
+        return client.call(ApiRequest.form(KB_PATH, ENDPOINT, form), parse_vuln_list)
+    except BadRequestError as error:
+        if error.http_status == 409:  # rate and concurrency refusals (1960/1965) were retried, never raised
+            raise permission_error(error, client.api_url) from error
+        raise
+
+
+def permission_error(refused: BadRequestError, api_url: str) -> KnowledgeBasePermissionError:
+    """A 409 without a rate or concurrency code: Microsoft's troubleshooting table reads it as missing
+    KnowledgeBase permission (docs/qualys-api.md §5.2)."""
+    how = f"HTTP {refused.http_status}" + (f", code {refused.qualys_code}" if refused.qualys_code else "")
+    text = f": {refused.qualys_text}" if refused.qualys_text else ""
+    return KnowledgeBasePermissionError(
+        f"Qualys refused the KnowledgeBase call ({how}{text}): the user likely lacks KnowledgeBase permission.",
+        "Give the API user access to the KnowledgeBase (Vulnerability Management, API access), then check "
+        f"with: curl -u USER -H 'X-Requested-With: curl' -d action=list {api_url}{KB_PATH}",
+        http_status=refused.http_status, qualys_code=refused.qualys_code, qualys_text=refused.qualys_text,
+        endpoint=ENDPOINT,
+    )
+
+

@@ -13,8 +13,10 @@ import threading
 from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from qualys.api.client import QualysClient
-from qualys.api.hostassets import AssetPage, HeaderCallback, fetch_page
+from qualys.api.assets import AssetPage
+from qualys.api.client import BodyReader, QualysClient
+from qualys.api.hostasset_search import ENDPOINT, HOSTASSET_SEARCH_PATH, HostAssetReader, PageHeader, search_criteria
+from qualys.api.qps import search
 from qualys.errors import ConnectorError
 
 #: Pages fetched or in flight beyond the one being consumed. Two keep the chain busy while the sync
@@ -25,6 +27,8 @@ DEFAULT_READ_AHEAD = 2
 
 
 class PagePrefetcher:
+    """One keyset chain of host asset pages, each requested as soon as the page before it names its ``lastId``."""
+
     def __init__(
         self,
         client: QualysClient,
@@ -54,28 +58,31 @@ class PagePrefetcher:
         self._started[after_id] = self._pool.submit(self._fetch, after_id)
 
     def _fetch(self, after_id: int | None) -> AssetPage:
-        return fetch_page(
-            self._client,
-            self._modified_after,
-            self._page_size,
-            after_id,
-            self._before_id,
-            on_header=self._on_header(after_id),
-        )
+        def parse(body: BodyReader) -> AssetPage:
+            reader = HostAssetReader(body)
+            try:
+                header = reader.header()
+                if header is not None:
+                    self._header_read(after_id, header)
+                return reader.page()
+            finally:
+                reader.close()
 
-    def _on_header(self, after_id: int | None) -> HeaderCallback:
-        def header(has_more: bool, last_id: int | None) -> None:
-            if not has_more or last_id is None or (after_id is not None and last_id <= after_id):
+        criteria = search_criteria(self._modified_after, after_id, self._before_id)
+        return search(self._client, HOSTASSET_SEARCH_PATH, ENDPOINT, criteria, self._page_size, parse)
+
+    def _header_read(self, after_id: int | None, header: PageHeader) -> None:
+        """The page after ``after_id`` named the next one: request it now, or as soon as read-ahead allows."""
+        last_id = header.last_id
+        if not header.has_more or last_id is None or (after_id is not None and last_id <= after_id):
+            return
+        with self._lock:
+            if last_id in self._started:
                 return
-            with self._lock:
-                if last_id in self._started:
-                    return
-                if self._outstanding < self._read_ahead:
-                    self._submit(last_id)
-                else:
-                    self._deferred = last_id  # the consumer starts it when it takes a page
-
-        return header
+            if self._outstanding < self._read_ahead:
+                self._submit(last_id)
+            else:
+                self._deferred = last_id  # the consumer starts it when it takes a page
 
     def pages(self) -> Generator[AssetPage, None, None]:
         """Pages in keyset order until ``hasMoreRecords`` is false."""

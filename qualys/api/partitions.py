@@ -9,7 +9,7 @@ returned; each range is checkpointed on its own.
 
 Whether QPS allows concurrent searches is disputed (Qualys's limits PDF exempts the
 Asset Management API from the VM/PC limits; a newer page says all APIs are limited:
-qualys-api.md §2.9), so the default is 1 partition: the plain sequential chain.
+docs/qualys-api.md §2.9), so the default is 1 partition: the plain sequential chain.
 
 Boundaries come from a cheap probe: one ``/count/am/hostasset`` for the window
 (N assets), then, concurrently, the asset at rank ``j*N/K`` (``startFromOffset``,
@@ -27,10 +27,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-from qualys.api.client import QualysClient, qps_response_error
-from qualys.api.hostassets import ENDPOINT as HOSTASSET_ENDPOINT
-from qualys.api.hostassets import HOSTASSET_SEARCH_PATH, AssetPage, parse_page, search_request
-from qualys.api.paging import DEFAULT_READ_AHEAD, PagePrefetcher
+from qualys.api.assets import AssetPage
+from qualys.api.client import QualysClient
+from qualys.api.hostasset_search import ENDPOINT as HOSTASSET_ENDPOINT
+from qualys.api.hostasset_search import HOSTASSET_SEARCH_PATH, parse_page, search_criteria
+from qualys.api.paging import DEFAULT_READ_AHEAD, PagePrefetcher, next_after_id
+from qualys.api.qps import search
+from qualys.api.refusals import qps_response_error
 from qualys.api.xmlstream import Readable, iter_events, text_of
 from qualys.errors import (
     AccountBlockedError,
@@ -117,22 +120,13 @@ def parse_count(body: Readable) -> int:
 
 def count_assets(client: QualysClient, modified_after: str) -> int:
     """Host assets Qualys holds for the window (``POST /qps/rest/2.0/count/am/hostasset``)."""
-    body = search_request(modified_after, 1, None)
-    return client.call(
-        "POST", HOSTASSET_COUNT_PATH, parse_count, data=body, content_type="text/xml", endpoint=COUNT_ENDPOINT
-    )
+    return search(client, HOSTASSET_COUNT_PATH, COUNT_ENDPOINT, search_criteria(modified_after), 1, parse_count)
 
 
 def asset_id_at(client: QualysClient, modified_after: str, rank: int) -> int | None:
     """The id of the window's asset at 1-based ``rank`` in id order (None past the end)."""
-    page = client.call(
-        "POST",
-        HOSTASSET_SEARCH_PATH,
-        parse_page,
-        data=search_request(modified_after, 1, None, start_offset=rank),
-        content_type="text/xml",
-        endpoint=HOSTASSET_ENDPOINT,
-    )
+    criteria = search_criteria(modified_after)
+    page = search(client, HOSTASSET_SEARCH_PATH, HOSTASSET_ENDPOINT, criteria, 1, parse_page, start_from_offset=rank)
     return page.assets[0].id if page.assets else None
 
 
@@ -167,6 +161,20 @@ def plan_ranges(client: QualysClient, modified_after: str, partitions: int, page
     return ranges_from_bounds(bounds)
 
 
+@dataclass(frozen=True, slots=True)
+class RangePage:
+    """One page of one id range, with where that range stands once the page is written."""
+
+    range_index: int
+    page: AssetPage
+    #: The part of the range this page was read from (``after`` = the range's keyset position before it).
+    bounds: IdRange
+    #: The range's keyset position after this page.
+    position: int | None
+    #: The range's last page.
+    last: bool
+
+
 class PartitionedPages:
     """Pages of several id ranges, each a keyset chain of its own, in the order they arrive.
 
@@ -187,6 +195,7 @@ class PartitionedPages:
         self._modified_after = modified_after
         self._page_size = page_size
         self._open = [(index, r) for index, r in enumerate(ranges) if not r.done]
+        self._unfinished = len(self._open)
         # One chain keeps the whole read-ahead; several share it, at least 2 each (next page on the header).
         self._read_ahead = read_ahead if len(self._open) <= 1 else max(2, read_ahead // len(self._open))
 
@@ -195,7 +204,23 @@ class PartitionedPages:
             self._client, self._modified_after, self._page_size, r.after, read_ahead=self._read_ahead, before_id=r.below
         )
 
-    def pages(self) -> Iterator[tuple[int, AssetPage]]:
+    @property
+    def finished(self) -> bool:
+        """Every range has sent its last page."""
+        return self._unfinished == 0
+
+    def __iter__(self) -> Iterator[RangePage]:
+        """Every open range's pages, each range's in keyset order, until every range has sent its last page."""
+        positions = {index: r.after for index, r in self._open}
+        below = {index: r.below for index, r in self._open}
+        for index, page in self._pages():
+            before = positions[index]
+            positions[index] = next_after_id(page, before)
+            if not page.has_more:
+                self._unfinished -= 1
+            yield RangePage(index, page, IdRange(before, below[index]), positions[index], not page.has_more)
+
+    def _pages(self) -> Iterator[tuple[int, AssetPage]]:
         """(range index, page) until every open range has sent its last page."""
         if len(self._open) == 1:
             index, only = self._open[0]

@@ -2,7 +2,7 @@
 
 One object with named settings (in the spirit of azure-core's RetryPolicy), and
 one place that reads the server's wait hints. Qualys announces waits in its own
-headers and SIMPLE_RETURN items; qualys-api.md §5.
+headers and SIMPLE_RETURN items (docs/qualys-api.md §5).
 """
 
 from __future__ import annotations
@@ -17,6 +17,28 @@ from dataclasses import dataclass
 RATE_LIMIT_CODE = "1965"
 CONCURRENCY_CODES = frozenset({"1960", "1920"})
 RETRYABLE_CODES = CONCURRENCY_CODES | {RATE_LIMIT_CODE}
+
+
+class RetrySignal(Exception):
+    """An attempt failed in a way worth another try; carries what the retry decision needs."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        wait: float | None = None,
+        rate_limited: bool = False,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        #: Seconds the server asked for; None = back off by the policy.
+        self.wait = wait
+        #: A rate or concurrency refusal (as opposed to a transport failure or a 5xx).
+        self.rate_limited = rate_limited
+        self.status = status
+        self.code = code
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 HostAsset carries no criticality element. Qualys's Asset Criticality Score
 (1-5) is set on tags as ``criticalityScore``; an asset takes the highest score
-among its tags, and 2 when none has one (qualys-api.md §2.6).
+among its tags, and 2 when none has one (docs/qualys-api.md §2.6).
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from xml.etree.ElementTree import Element
 
-from qualys.api.client import QualysClient, qps_response_error
+from qualys.api.client import QualysClient
+from qualys.api.qps import Criterion, search
+from qualys.api.refusals import qps_response_error
 from qualys.api.xmlstream import Readable, child_text, iter_events, text_of
 
 TAG_SEARCH_PATH = "/qps/rest/2.0/search/am/tag"
@@ -94,16 +96,10 @@ class TagCriticality:
     def _fetch(self, batch: list[str]) -> None:
         after: str | None = None
         while True:
-            criteria = f'<Criteria field="id" operator="IN">{",".join(batch)}</Criteria>'
+            criteria = [Criterion("id", "IN", ",".join(batch))]
             if after is not None:
-                criteria += f'<Criteria field="id" operator="GREATER">{after}</Criteria>'
-            body = (
-                f"<ServiceRequest><preferences><limitResults>{len(batch)}</limitResults></preferences>"
-                f"<filters>{criteria}</filters></ServiceRequest>"
-            ).encode()
-            scores, has_more, last_id = self._client.call(
-                "POST", TAG_SEARCH_PATH, parse_tags, data=body, content_type="text/xml", endpoint=ENDPOINT
-            )
+                criteria.append(Criterion("id", "GREATER", after))
+            scores, has_more, last_id = search(self._client, TAG_SEARCH_PATH, ENDPOINT, criteria, len(batch), parse_tags)
             self._scores.update(scores)
             if not has_more or last_id is None:
                 return

@@ -13,13 +13,14 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
-from qualys.api.client import PLATFORM_HINT, QualysClient
-from qualys.api.hostassets import fetch_page
+from qualys.api.client import QualysClient
+from qualys.api.hostasset_search import fetch_page
 from qualys.api.knowledge_base import fetch_entries
+from qualys.api.refusals import PLATFORM_HINT
 from qualys.api.retry import RetryPolicy
-from qualys.config.settings import Secret
+from qualys.config.secret import Secret
 from qualys.errors import ConnectorError, QualysApiError, TemporaryFailureError
-from qualys.sync.records import iso_utc
+from qualys.timestamps import iso_utc
 
 #: Bounded so the HTTP endpoint answers well inside Azure's 230 s front-end limit.
 #: One check (all attempts and waits) never takes longer than this: three steps stay far below 230 s.

@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 from qualys.cli.summary import summary_line
-from qualys.config.settings import LocalOutput, Secret, SyncSettings
+from qualys.config.secret import Secret
+from qualys.config.settings import LocalOutput, SyncSettings
 from qualys.errors import ConfigError
 from qualys.sync.run import run_sync
 

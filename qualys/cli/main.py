@@ -51,7 +51,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate the configured connection (settings + vault or environment credentials)."""
     from qualys.api.validation import invalid_url_report, validate_connection
-    from qualys.config.settings import SettingsReader, normalize_api_url
+    from qualys.config.settings import SettingsReader
+    from qualys.config.urls import normalize_api_url
     from qualys.hosting.credentials import load_credentials
 
     reader = SettingsReader()

@@ -18,8 +18,10 @@ from azure.core.exceptions import (
 )
 from azure.keyvault.secrets import SecretClient
 
-from qualys.config.settings import Secret, SettingsReader
+from qualys.config.secret import Secret
+from qualys.config.settings import SettingsReader
 from qualys.errors import ConfigError
+from qualys.hosting.identity import azure_credential
 
 #: The vault secret that, when present, overrides the QUALYS_API_URL setting (written by POST /api/qualys/connect).
 API_URL_SECRET = "qualys-api-url"  # noqa: S105 - a secret name, not a secret
@@ -37,9 +39,7 @@ class Credentials:
 
 
 def default_secret_client(vault_url: str, credential: TokenCredential | None = None) -> SecretClient:
-    from qualys.output.blob import default_credential
-
-    return SecretClient(vault_url, credential or default_credential())
+    return SecretClient(vault_url, credential or azure_credential())
 
 
 def _vault_error(exc: Exception, vault_url: str, name: str, verb: str = "read") -> ConfigError:

@@ -1,6 +1,6 @@
 """Which API URLs a caller may make us contact (the validate/connect endpoints are server-side requests).
 
-Only ``https://`` Qualys platform API hosts (qualys-api.md §1.1), or hosts an
+Only ``https://`` Qualys platform API hosts (docs/qualys-api.md §1.1), or hosts an
 operator listed in ``QUALYS_ALLOWED_HOSTS`` (private cloud platforms; loopback
 only when listed, and only then over plain http), pass. Everything else is
 refused before any request is sent.
@@ -12,7 +12,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from qualys.config.settings import is_loopback_host
+from qualys.config.urls import is_loopback_host
 from qualys.errors import ConfigError
 
 #: qualysapi.qualys.com (US1), qualysapi.qualys.eu (EU1), qualysapi.qgN.apps.qualys.<tld> (US2-4, EU2,

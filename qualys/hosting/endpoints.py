@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass
 
 from qualys.api.validation import invalid_url_report, validate_connection
-from qualys.config.settings import Secret, SettingsReader, normalize_api_url
+from qualys.config.secret import Secret
+from qualys.config.settings import SettingsReader
+from qualys.config.urls import normalize_api_url
 from qualys.errors import ConfigError
 from qualys.hosting.credentials import SecretClientFactory, load_credentials, store_credentials
 from qualys.hosting.endpoint_guard import allowed_hosts, check_caller_api_url

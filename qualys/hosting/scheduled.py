@@ -7,7 +7,7 @@ import logging
 
 from qualys.config.settings import SettingsReader, load_sync_settings
 from qualys.hosting.credentials import SecretClientFactory, load_credentials
-from qualys.output.folder import Sink
+from qualys.output.sink import Sink
 from qualys.sync.run import SyncResult, run_sync
 
 log = logging.getLogger("qualys.sync.run")

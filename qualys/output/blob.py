@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import uuid
 from collections.abc import Iterable, Iterator
 
@@ -20,21 +19,12 @@ from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, Co
 
 from qualys.config.settings import BlobOutput
 from qualys.errors import LockHeldError, SinkError
-from qualys.output.folder import JSON, LOCK_PATH, LOCK_TTL_SECONDS, LockHandle
+from qualys.output.lock import LOCK_TTL_SECONDS, LockHandle
+from qualys.output.sink import JSON
 
 #: A streamed write up to this size is one Put Blob; a larger one is staged in blocks of this size
 #: and committed at once (Put Block List), so readers still never see half a blob.
 BLOCK_BYTES = 4 << 20
-
-def default_credential() -> TokenCredential:
-    """The Function App's user-assigned identity (``AZURE_CLIENT_ID``), else the default chain."""
-    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-    client_id = os.environ.get("AZURE_CLIENT_ID")
-    if client_id and os.environ.get("IDENTITY_ENDPOINT"):
-        return ManagedIdentityCredential(client_id=client_id)
-    return DefaultAzureCredential(managed_identity_client_id=client_id)
-
 
 class BlobSink:
     """A blob container. Uploads are committed whole, so readers never see half a blob."""
@@ -57,8 +47,12 @@ class BlobSink:
         else:
             assert output.account_url is not None
             # Downloads come in pieces of BLOCK_BYTES (the SDK's first GET would otherwise take up to 32 MiB).
+            if credential is None:
+                from qualys.hosting.identity import azure_credential
+
+                credential = azure_credential()
             service = BlobServiceClient(
-                output.account_url, credential=credential or default_credential(),
+                output.account_url, credential=credential,
                 max_single_get_size=BLOCK_BYTES, max_chunk_get_size=BLOCK_BYTES,
             )
         container = service.get_container_client(output.container)
@@ -154,10 +148,10 @@ class BlobSink:
             self._container.delete_blob(path)
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[LockHandle]:
-        """A lease on ``state/lock``: Blob Storage ends it by itself if we die."""
+    def lock(self, path: str) -> Iterator[LockHandle]:
+        """A lease on the blob ``path``: Blob Storage ends it by itself if we die."""
         self._ensure_container()
-        blob = self._container.get_blob_client(LOCK_PATH)
+        blob = self._container.get_blob_client(path)
         with self._errors("creating the lock blob"), contextlib.suppress(ResourceExistsError, HttpResponseError):
             blob.upload_blob(b"", overwrite=False)
         lease_id = str(uuid.uuid4())
@@ -166,10 +160,10 @@ class BlobSink:
         except HttpResponseError as exc:
             if exc.status_code == 409:
                 raise LockHeldError(
-                    f"Another sync is writing to {self.location} (the lock blob {LOCK_PATH} is leased).",
+                    f"Another sync is writing to {self.location} (the lock blob {path} is leased).",
                     f"Wait for it to finish; a lease left by a dead process expires within {LOCK_TTL_SECONDS} s.",
                 ) from None
-            raise SinkError(f"Cannot lease {LOCK_PATH} in {self.location} (HTTP {exc.status_code}).") from exc
+            raise SinkError(f"Cannot lease {path} in {self.location} (HTTP {exc.status_code}).") from exc
         handle = LockHandle(lease.renew, LOCK_TTL_SECONDS / 3)
         try:
             yield handle

@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
 
-from qualys.api.hostassets import RawAsset
+from qualys.api.assets import RawAsset
 from qualys.api.knowledge_base import KbEntry
+from qualys.timestamps import iso_utc
 
 SOURCE = "qualys"
 #: One encoder for every record: json.dumps with options builds a new encoder per call.
 ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _HEX12 = re.compile(r"^[0-9a-f]{12}$")
-_ISO_Z = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ\Z")
 
 
 def unique(values: Iterable[str | None]) -> list[str]:
@@ -42,32 +41,6 @@ def normalize_mac(raw: str | None) -> str | None:
     if not _HEX12.match(digits) or digits == "000000000000":
         return None
     return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
-
-
-def parse_datetime(raw: str | None) -> datetime | None:
-    """Parse a Qualys timestamp (``2020-04-22T22:13:06Z``, with or without fraction/offset)."""
-    if not raw:
-        return None
-    text = raw.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def iso_utc(raw: str | datetime | None) -> str | None:
-    """``YYYY-MM-DDTHH:MM:SSZ``; Qualys's own form passes straight through (it is most of a sync's dates)."""
-    if isinstance(raw, str) and _ISO_Z.match(raw):
-        return raw
-    value = raw if isinstance(raw, datetime) else parse_datetime(raw)
-    if value is None:
-        return None
-    return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def device_record(asset: RawAsset, criticality: int) -> dict[str, object]:
@@ -122,22 +95,6 @@ def _kb_members(entry: KbEntry | None) -> dict[str, object]:
     }
 
 
-def finding_records(asset: RawAsset, kb: Mapping[int, KbEntry]) -> list[dict[str, object]]:
-    """One record per asset x QID (the first HostAssetVuln of a QID wins), enriched from the KB."""
-    return [
-        {
-            "asset_id": str(asset.id),
-            "qid": qid,
-            **_kb_members(kb.get(qid)),
-            "first_found_at": iso_utc(first_found),
-            "last_found_at": iso_utc(last_found),
-            "host_instance_vuln_id": host_instance_vuln_id,
-            "source": SOURCE,
-        }
-        for qid, host_instance_vuln_id, first_found, last_found in _first_per_qid(asset)
-    ]
-
-
 def json_line(record: dict[str, object]) -> str:
     """One JSON Lines line."""
     return ENCODER.encode(record) + "\n"
@@ -156,8 +113,14 @@ _NO_KB_ENTRY = kb_fragment(None)
 
 
 def finding_lines(asset: RawAsset, fragments: Mapping[int, str]) -> tuple[str, int]:
-    """``asset``'s finding records as JSON Lines and their count: byte for byte
-    ``json_line`` of each :func:`finding_records` record, with the KB members from ``fragments``."""
+    """``asset``'s finding records as JSON Lines, and their count.
+
+    One record per asset x QID (the first HostAssetVuln of a QID wins): ``asset_id``, ``qid``, the
+    KnowledgeBase members from ``fragments`` (see :func:`kb_fragment`; all null for a QID the cache
+    lacks), ``first_found_at``, ``last_found_at``, ``host_instance_vuln_id``, ``source``. Built from
+    strings rather than encoded from a dict: it is the sync's hottest loop. The tests hold a
+    dict-based reference and compare the two byte for byte.
+    """
     head = f'{{"asset_id":{_string(str(asset.id))},"qid":'
     lines = [
         f"{head}{qid},{fragments.get(qid, _NO_KB_ENTRY)},"

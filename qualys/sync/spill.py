@@ -1,7 +1,7 @@
 """Held pages parked in an anonymous temporary file until their KnowledgeBase entries arrive.
 
 At the start of a run nearly every page brings QIDs the cache lacks, and the sync holds its
-assets until those QIDs fill whole KnowledgeBase batches (``sync.MAX_HELD_ASSETS``). Parsed,
+assets until those QIDs fill whole KnowledgeBase batches (:mod:`qualys.sync.held_pages`). Parsed,
 thousands of held assets are tens of thousands of small objects: they raised the sync's peak
 memory and left Python's allocator fragmented for the rest of the run. Parked as JSON (data
 only: nothing here can run code, unlike pickle) they cost no memory until their page is written.
@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass, fields
 from typing import IO, Any
 
-from qualys.api.hostassets import Findings, RawAsset, RawInterface
+from qualys.api.assets import Findings, RawAsset, RawInterface, shared
 from qualys.errors import ConnectorError
 
 #: RawAsset's plain fields (str, int or None, and lists of str), in declaration order.
@@ -63,10 +63,10 @@ class PageSpill:
         """The assets of a parked page, as they were parked (read line by line: the page is never in memory as text)."""
         if self._file is None:
             raise ValueError("nothing was parked")
-        shared: dict[str, str] = {}
+        seen: dict[str, str] = {}
         try:
             self._file.seek(parked.offset)
-            assets = [_from_row(json.loads(self._file.readline()), shared) for _ in range(parked.assets)]
+            assets = [_from_row(json.loads(self._file.readline()), seen) for _ in range(parked.assets)]
             cut_short = self._file.tell() != parked.offset + parked.length
         except OSError as exc:
             raise ConnectorError(
@@ -98,21 +98,17 @@ def _to_row(asset: RawAsset) -> list[object]:
     ]
 
 
-def _from_row(row: Any, shared: dict[str, str]) -> RawAsset:
+def _from_row(row: Any, seen: dict[str, str]) -> RawAsset:
     """A RawAsset from :func:`_to_row`'s list (JSON this module wrote); repeated strings
     (dates, tags, OS) become one object again, as the parser shares them."""
     *plain, tags, interfaces, findings = row
     asset = RawAsset(**dict(zip(_PLAIN, plain, strict=True)))
-    asset.os = _share(asset.os, shared)
-    asset.tracking_method = _share(asset.tracking_method, shared)
-    asset.tags = [(shared.setdefault(tag_id, tag_id), _share(name, shared)) for tag_id, name in tags]
+    asset.os = shared(asset.os, seen)
+    asset.tracking_method = shared(asset.tracking_method, seen)
+    asset.tags = [(seen.setdefault(tag_id, tag_id), shared(name, seen)) for tag_id, name in tags]
     asset.interfaces = [RawInterface(*interface) for interface in interfaces]
     qids, ids, first_found, last_found = findings
     asset.findings = Findings.from_columns(
-        qids, ids, (_share(d, shared) for d in first_found), (_share(d, shared) for d in last_found)
+        qids, ids, (shared(d, seen) for d in first_found), (shared(d, seen) for d in last_found)
     )
     return asset
-
-
-def _share(value: str | None, shared: dict[str, str]) -> str | None:
-    return shared.setdefault(value, value) if value is not None else None

@@ -1,0 +1,194 @@
+"""Qualys refusals -> typed errors (or a retry signal), in one place.
+
+In the spirit of azure-storage-blob's ``process_storage_error``: the client hands over what
+came back (status, headers, the start of the body) and gets either an error to raise, with the
+cause and the fix a person needs, or a :class:`~qualys.api.retry.RetrySignal`. The mapping
+follows the Qualys troubleshooting table Microsoft publishes for its connector (401, 403, 404,
+409, 429, temporary failures) and decides rate and concurrency refusals on the Qualys CODE,
+not the status (docs/qualys-api.md §5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypedDict
+from urllib.parse import urlsplit
+from xml.etree.ElementTree import ParseError
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
+from qualys.api.request import ApiRequest
+from qualys.api.retry import CONCURRENCY_CODES, RATE_LIMIT_CODE, RetrySignal, announced_wait
+from qualys.errors import (
+    AccountBlockedError,
+    ApiNotFoundError,
+    AuthenticationError,
+    BadRequestError,
+    PermissionDeniedError,
+    QualysApiError,
+    RateLimitExhaustedError,
+    TemporaryFailureError,
+)
+
+PLATFORM_HINT = "see https://www.qualys.com/platform-identification/ or Qualys Help > About"
+#: SIMPLE_RETURN codes of accounts that cannot use the API at all (docs/qualys-api.md §1.2).
+ACCOUNT_BLOCKED_CODES = frozenset({"2001", "2003", "2011"})
+
+
+class _Details(TypedDict, total=False):
+    """The keyword arguments every QualysApiError takes: how Qualys answered."""
+
+    http_status: int | None
+    qualys_code: str | None
+    qualys_text: str | None
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class ErrorBody:
+    code: str | None
+    text: str | None
+    items: Mapping[str, str]
+
+
+def parse_error_body(body: bytes) -> ErrorBody:
+    """Read the CODE/TEXT of a SIMPLE_RETURN or the responseCode of a QPS ServiceResponse."""
+    try:
+        root = SafeET.fromstring(body.lstrip())
+    except (ParseError, DefusedXmlException, ValueError):
+        return ErrorBody(None, None, {})
+    if root.tag == "ServiceResponse":
+        message = root.findtext("responseErrorDetails/errorMessage")
+        return ErrorBody(root.findtext("responseCode"), message.strip() if message else None, {})
+    code = root.findtext("RESPONSE/CODE") or root.findtext(".//CODE")
+    text = root.findtext("RESPONSE/TEXT") or root.findtext(".//TEXT")
+    items = {
+        (item.findtext("KEY") or "").strip(): (item.findtext("VALUE") or "").strip()
+        for item in root.iterfind(".//ITEM_LIST/ITEM")
+    }
+    return ErrorBody(code.strip() if code else None, text.strip() if text else None, items)
+
+
+def refusal(
+    request: ApiRequest,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    api_url: str,
+    concurrency_wait: float,
+) -> QualysApiError | RetrySignal:
+    """What a non-2xx answer means: a typed error to raise, or a signal to retry."""
+    error = parse_error_body(body)
+    code = error.code
+    text = f": {error.text}" if error.text else ""
+    hint = announced_wait(headers, error.items)
+    how = f"HTTP {status}" + (f", code {code}" if code else "")
+    endpoint = request.endpoint
+    details: _Details = {"http_status": status, "qualys_code": code, "qualys_text": error.text, "endpoint": endpoint}
+    if code == RATE_LIMIT_CODE or status == 429:
+        return RetrySignal(f"rate limited ({how})", wait=hint, rate_limited=True, status=status, code=code)
+    if code in CONCURRENCY_CODES:
+        wait = hint if hint is not None else concurrency_wait
+        return RetrySignal(f"concurrency limit reached ({how})", wait=wait, rate_limited=True, status=status, code=code)
+    if status >= 500:
+        return RetrySignal(f"server error ({how})", wait=hint, status=status, code=code)
+    if 300 <= status < 400:
+        target = headers.get("Location", "?")
+        return QualysApiError(
+            f"Qualys answered with a redirect ({how}) to {_host_of(target)}; redirects are not followed.",
+            f"Set the API URL (QUALYS_API_URL) to the API server itself ({PLATFORM_HINT}).",
+            **details,
+        )
+    if status == 401:
+        if code in ACCOUNT_BLOCKED_CODES:
+            return AccountBlockedError(
+                f"Qualys refuses API access for this account ({how}{text}).",
+                "Fix the account in Qualys (expired, registration incomplete or SecureID required).",
+                **details,
+            )
+        return AuthenticationError(
+            f"Qualys rejected the user name or password ({how}{text}).",
+            "Check the credentials, and that the API URL (QUALYS_API_URL) is your platform's API server: a wrong "
+            f"platform also answers 'Bad Login/Password' ({PLATFORM_HINT}).",
+            **details,
+        )
+    if status == 403:
+        return permission_error(status, code, endpoint)
+    if status == 404:
+        return ApiNotFoundError(
+            f"No Qualys API at {api_url}{request.path} (HTTP 404).",
+            "Set the API URL (QUALYS_API_URL) to your platform's API server, e.g. https://qualysapi.qg2.apps.qualys.com "
+            f"({PLATFORM_HINT}).",
+            **details,
+        )
+    if status in (400, 409):
+        return BadRequestError(
+            f"Qualys rejected the request to {endpoint} ({how}{text}).",
+            "This is a connector bug or a Qualys API change: report it with this message.",
+            **details,
+        )
+    return QualysApiError(
+        f"Qualys answered {how} to {endpoint}{text}.",
+        "Retry later; if it persists, check the Qualys account.",
+        **details,
+    )
+
+
+def exhausted_error(signal: RetrySignal, endpoint: str, budget: str, api_url: str) -> QualysApiError:
+    """The error of a call whose retries ran out; ``budget`` says how (attempts, or waiting time)."""
+    details: _Details = {"http_status": signal.status, "qualys_code": signal.code, "endpoint": endpoint}
+    if signal.rate_limited:
+        return RateLimitExhaustedError(
+            f"Qualys kept refusing calls to {endpoint}: too many requests ({signal.reason}); {budget}.",
+            "Use a dedicated Qualys API user for this connector so other tools do not use up its "
+            "rate and concurrency limits, or run the sync less often; the next run resumes where this one stopped.",
+            **details,
+        )
+    return TemporaryFailureError(
+        f"Qualys could not be reached or failed temporarily at {endpoint} ({signal.reason}); {budget}.",
+        f"Check the API URL ({api_url}) and that the connector's outbound IPs are allow-listed "
+        "in Qualys; the next run resumes where this one stopped.",
+        **details,
+    )
+
+
+def qps_response_error(response_code: str, message: str | None, endpoint: str) -> QualysApiError:
+    """Map a QPS ``responseCode`` other than SUCCESS (sent with HTTP 200) to a typed error."""
+    detail = f" ({message})" if message else ""
+    details: _Details = {"http_status": 200, "qualys_code": response_code, "qualys_text": message, "endpoint": endpoint}
+    if response_code == "INVALID_CREDENTIALS":
+        return AuthenticationError(
+            f"Qualys rejected the user name or password (responseCode INVALID_CREDENTIALS){detail}.",
+            "Check the credentials, and that the API URL (QUALYS_API_URL) is your platform's API server.",
+            **details,
+        )
+    if response_code in ("UNAUTHORIZED", "FORBIDDEN"):
+        return permission_error(200, response_code, endpoint)
+    if response_code == "INVALID_REQUEST":
+        return BadRequestError(
+            f"Qualys rejected the request as invalid (responseCode INVALID_REQUEST){detail}.",
+            "This is a connector bug or a Qualys API change: report it with this message.",
+            **details,
+        )
+    return QualysApiError(
+        f"Qualys answered responseCode {response_code}{detail}.",
+        "Check the Qualys account's API access; retry later if this persists.",
+        **details,
+    )
+
+
+def permission_error(status: int, code: str | None, endpoint: str) -> PermissionDeniedError:
+    how = f"HTTP {status}" + (f", {code}" if code else "")
+    return PermissionDeniedError(
+        f"The Qualys user is not allowed to use {endpoint} ({how}): it lacks API access or Asset View permission.",
+        "Give the user a role with 'API Access' and the Asset View 'Read Asset' permission, with full scope "
+        "('Allow user view access to all objects').",
+        http_status=status, qualys_code=code, endpoint=endpoint,
+    )
+
+
+def _host_of(url: str) -> str:
+    return urlsplit(url).netloc.rsplit("@", 1)[-1] or url[:80]

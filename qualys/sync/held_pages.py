@@ -1,0 +1,83 @@
+"""Pages read but not written yet, while their new QIDs are looked up in the KnowledgeBase.
+
+At the start of a run nearly every page brings QIDs the cache lacks; the sync holds pages until
+those QIDs fill whole KnowledgeBase batches (one request per 250 QIDs, not one per page). Held
+pages are written in the order they were read, at most ``MAX_HELD_ASSETS`` are held, and each
+waits parked on local disk (:mod:`qualys.sync.spill`), not in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from qualys.api.assets import RawAsset
+from qualys.sync.spill import PageSpill, ParkedPage
+
+log = logging.getLogger(__name__)
+
+#: Assets held while their new QIDs wait to fill a whole KnowledgeBase batch (16 pages of 200).
+#: Bounded in assets, so a larger QUALYS_PAGE_SIZE holds fewer pages; it also bounds the work a
+#: killed run repeats (held pages are not checkpointed yet).
+MAX_HELD_ASSETS = 3200
+
+
+@dataclass(slots=True)
+class HeldPage:
+    """A page's assets in the window, and where its id range stands once the page is written."""
+
+    assets: list[RawAsset]
+    skipped: int
+    range_index: int
+    position: int | None
+    last: bool
+    #: Set while the page waits on disk (``assets`` is then empty).
+    parked: ParkedPage | None = None
+
+
+class HeldPages:
+    """The queue of held pages: bounded, in read order, each parked on disk while it waits."""
+
+    def __init__(self, page_size: int, max_assets: int = MAX_HELD_ASSETS) -> None:
+        self._pages: deque[HeldPage] = deque()
+        self._limit = max(2, max_assets // page_size)
+        self._spill = PageSpill()
+        self._parking = True
+
+    def add(self, page: HeldPage) -> None:
+        self._pages.append(page)
+
+    @property
+    def full(self) -> bool:
+        """As many pages as may wait: the KnowledgeBase batch they wait for must be sent now."""
+        return len(self._pages) >= self._limit
+
+    def park_newest(self) -> None:
+        """Park the page just added (after a failure to park, pages wait in memory: the run goes on)."""
+        page = self._pages[-1]
+        if not self._parking or page.parked is not None:
+            return
+        try:
+            page.parked = self._spill.park(page.assets)
+        except OSError as exc:
+            log.warning("cannot park held pages in the temporary folder (%s); keeping them in memory", exc.strerror)
+            self._parking = False
+            return
+        page.assets = []
+
+    def drain(self) -> Iterator[HeldPage]:
+        """Every held page, oldest first, with its assets back in memory."""
+        while self._pages:
+            page = self._pages.popleft()
+            if page.parked is not None:
+                page.assets, page.parked = self._spill.take(page.parked), None
+            yield page
+
+    @property
+    def pages_parked(self) -> int:
+        return self._spill.pages_parked
+
+    def close(self) -> None:
+        self._spill.close()

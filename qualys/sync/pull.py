@@ -1,0 +1,155 @@
+"""One run's pages, pulled into parts: page -> lookups -> parts -> checkpoint.
+
+Host asset pages arrive (id ranges interleaved, each in keyset order). A page's assets in the
+window wait, with the pages before them, until their tags' criticality and their QIDs'
+KnowledgeBase entries are known; then each waiting page is written as a device part and a
+finding part, and the checkpoint moves past it. KnowledgeBase requests go out in whole
+batches of new QIDs, so pages wait while a batch fills (at most ``MAX_HELD_ASSETS``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+from qualys.api.assets import RawAsset
+from qualys.api.client import QualysClient
+from qualys.api.kb_lookups import KnowledgeBaseLookups
+from qualys.api.knowledge_base import KbEntry
+from qualys.api.partitions import PartitionedPages, plan_ranges
+from qualys.api.tags import TagCriticality
+from qualys.config.settings import SyncSettings
+from qualys.output.lock import LockHandle
+from qualys.output.runs import RunOutput
+from qualys.sync.checkpoint import Checkpoint
+from qualys.sync.held_pages import HeldPage, HeldPages
+from qualys.sync.kb_store import KnowledgeBaseStore
+from qualys.sync.records import device_record, finding_lines, json_line, kb_fragment
+from qualys.sync.state import RunState
+from qualys.sync.window import in_window
+from qualys.timestamps import parse_datetime
+
+log = logging.getLogger(__name__)
+
+
+class PagePull:
+    """Pulls the pages of one run; its collaborators live as long as the run."""
+
+    def __init__(
+        self,
+        settings: SyncSettings,
+        client: QualysClient,
+        output: RunOutput,
+        state: RunState,
+        checkpoint: Checkpoint,
+        lock: LockHandle,
+        on_page: Callable[[Checkpoint], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._output = output
+        self._state = state
+        self._checkpoint = checkpoint
+        self._lock = lock
+        self._on_page = on_page
+        self._cutoff = parse_datetime(checkpoint.modified_after)
+        self._tags = TagCriticality(client)
+        self._lookups = KnowledgeBaseLookups(client)
+        self._kb_store = KnowledgeBaseStore(state, f"{checkpoint.run_id}-r{checkpoint.resumes}")
+        #: QID -> the KnowledgeBase members of its finding records, rendered once (records.kb_fragment).
+        self._kb_fragments: dict[int, str] = {}
+        self._held = HeldPages(settings.page_size)
+
+    def run(self) -> None:
+        self._load_knowledge_base()
+        try:
+            self._pull(self._pages())
+        finally:
+            self._lookups.close()
+            self._held.close()
+        self._kb_store.compact(refreshed_at=self._checkpoint.started_at)
+        if self._held.pages_parked:
+            log.info("%d pages waited for KnowledgeBase entries on local disk", self._held.pages_parked)
+
+    def _pull(self, pages: PartitionedPages) -> None:
+        for read in pages:
+            assets, skipped = in_window(read, self._cutoff)
+            self._held.add(HeldPage(assets, skipped, read.range_index, read.position, read.last))
+            self._tags.queue(tag_id for asset in assets for tag_id, _ in asset.tags)
+            self._lookups.queue((qid for asset in assets for qid in asset.findings.qids), known=self._kb_fragments)
+            self._learn(self._lookups.ready())
+            if self._lookups.pending and (self._held.full or pages.finished):
+                self._learn(self._lookups.wait())
+            if self._lookups.pending:
+                self._held.park_newest()
+            else:
+                self._commit_held()
+
+    def _commit_held(self) -> None:
+        """Every held page, in read order: its lookups are all answered."""
+        self._tags.flush()
+        for page in self._held.drain():
+            self._commit(page)
+
+    def _commit(self, page: HeldPage) -> None:
+        """Write one page's parts, then move the checkpoint past it."""
+        self._write_parts(page.assets)
+        self._checkpoint.advance(page)
+        self._lock.check()
+        self._state.save_checkpoint(self._checkpoint)
+        if self._on_page is not None:
+            self._on_page(self._checkpoint)
+
+    def _write_parts(self, assets: list[RawAsset]) -> None:
+        if not assets:
+            return
+        checkpoint = self._checkpoint
+        number = checkpoint.next_part
+        # Both parts are rendered asset by asset as the sink writes them: a page's lines are never in memory whole.
+        device_lines = (
+            json_line(device_record(asset, self._tags.criticality(tag_id for tag_id, _ in asset.tags))).encode()
+            for asset in assets
+        )
+        checkpoint.files.append(self._output.write_part(checkpoint.run_id, "devices", number, device_lines))
+        findings = 0
+
+        def finding_chunks() -> Iterator[bytes]:
+            nonlocal findings
+            for asset in assets:
+                lines, count = finding_lines(asset, self._kb_fragments)
+                findings += count
+                yield lines.encode()
+
+        if any(asset.findings for asset in assets):
+            checkpoint.files.append(self._output.write_part(checkpoint.run_id, "findings", number, finding_chunks()))
+        checkpoint.next_part += 1
+        checkpoint.devices += len(assets)
+        checkpoint.findings += findings
+
+    def _pages(self) -> PartitionedPages:
+        """The run's id ranges (planned once, then kept in the checkpoint), each as a chain of pages."""
+        checkpoint, settings = self._checkpoint, self._settings
+        if not checkpoint.ranges:
+            checkpoint.ranges = plan_ranges(
+                self._client, checkpoint.modified_after, settings.asset_partitions, settings.page_size
+            )
+            self._state.save_checkpoint(checkpoint)
+            if len(checkpoint.ranges) > 1:
+                log.info("host asset search split into %d id ranges: %s", len(checkpoint.ranges), checkpoint.position())
+        return PartitionedPages(self._client, checkpoint.modified_after, settings.page_size, checkpoint.ranges)
+
+    def _load_knowledge_base(self) -> None:
+        """The cached entries, brought up to date with what Qualys changed since the cache's last refresh."""
+        for entry in self._kb_store.entries():
+            self._kb_fragments[entry.qid] = kb_fragment(entry)
+        since = self._kb_store.refreshed_at()
+        if self._kb_fragments and since is not None:
+            changed = self._lookups.changed_since(since, cached=self._kb_fragments)
+            self._learn(changed)
+            log.info("KnowledgeBase: %d cached QIDs changed since %s", len(changed), since)
+
+    def _learn(self, entries: list[KbEntry]) -> None:
+        """Keep new KnowledgeBase entries: in the cache, and rendered for this run's finding records."""
+        self._kb_store.save(entries)
+        for entry in entries:
+            self._kb_fragments[entry.qid] = kb_fragment(entry)
