@@ -1,0 +1,1 @@
+"""The Qualys API side: HTTP client, retries, refusals, hardened streaming XML, and each API the connector calls."""

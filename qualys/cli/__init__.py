@@ -1,0 +1,1 @@
+"""The command line: ``python -m qualys sync | validate | demo``."""

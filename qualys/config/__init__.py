@@ -1,0 +1,1 @@
+"""Settings: the catalogue of every setting, loading and validation, secrets, API URLs."""

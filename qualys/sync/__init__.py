@@ -1,0 +1,1 @@
+"""One sync run: window, checkpoint, pages held for KnowledgeBase lookups, the KnowledgeBase cache, records."""
