@@ -1,4 +1,4 @@
-"""Test helpers: settings for a simulator, and reading a run back from any sink."""
+"""Test helpers: settings, clients and syncs against a simulator; reading a run back from any sink."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from qualys.api.client import QualysClient
 from qualys.api.retry import RetryPolicy
 from qualys.config.secret import Secret
 from qualys.config.settings import LocalOutput, OutputTarget, SyncSettings
 from qualys.output.sink import Sink
+from qualys.sync.run import SyncResult, run_sync
 from qualys.timestamps import parse_datetime
 from qualys_simulator.estate import Estate
 from qualys_simulator.server import QualysSimulator
@@ -20,7 +22,9 @@ PASSWORD = "Pa55-w0rd!sim"  # the simulator's; asserted never to appear in any o
 FAST_RETRY = RetryPolicy(max_attempts=6, backoff_base=0.02, backoff_max=0.1, max_total_wait=60, concurrency_wait=0.1)
 
 
-def settings_for(simulator: QualysSimulator, output: OutputTarget | str, page_size: int = 50) -> SyncSettings:
+def settings_for(
+    simulator: QualysSimulator, output: OutputTarget | str, page_size: int = 50, partitions: int = 1
+) -> SyncSettings:
     return SyncSettings(
         api_url=simulator.url,
         username=USER,
@@ -29,7 +33,27 @@ def settings_for(simulator: QualysSimulator, output: OutputTarget | str, page_si
         page_size=page_size,
         max_retry_wait_seconds=60,
         output=LocalOutput(output) if isinstance(output, str) else output,
+        asset_partitions=partitions,
     )
+
+
+def client_for(simulator: QualysSimulator, *, retry: RetryPolicy = FAST_RETRY) -> QualysClient:
+    """A client of the simulator that retries fast (tests inject faults and must not wait for real backoffs)."""
+    return QualysClient(simulator.url, USER, Secret(PASSWORD), retry=retry)
+
+
+def sync(
+    simulator: QualysSimulator,
+    output: OutputTarget | str,
+    *,
+    full: bool = False,
+    page_size: int = 50,
+    partitions: int = 1,
+    retry: RetryPolicy = FAST_RETRY,
+) -> SyncResult:
+    """One sync from ``simulator`` into ``output`` (a folder path or an output setting)."""
+    with client_for(simulator, retry=retry) as client:
+        return run_sync(settings_for(simulator, output, page_size, partitions), full=full, client=client)
 
 
 @dataclass

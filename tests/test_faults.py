@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,9 @@ from qualys.errors import (
 )
 from qualys.output.folder import FolderSink
 from qualys.sync.checkpoint import CHECKPOINT_PATH
-from qualys.sync.run import run_sync
 from qualys_simulator.server import Fault, QualysSimulator
-from tests.helpers import FAST_RETRY, PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest, settings_for
+from tests import helpers
+from tests.helpers import FAST_RETRY, PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +31,14 @@ def estate_seed() -> int:
 
 
 @pytest.fixture
-def simulator(estate_seed: int) -> QualysSimulator:
+def simulator(estate_seed: int) -> Iterator[QualysSimulator]:
     with QualysSimulator(estate_in_past(160, seed=estate_seed), username=USER, password=PASSWORD) as sim:
         yield sim
 
 
-def sync(simulator: QualysSimulator, out: Path, retry: RetryPolicy = FAST_RETRY) -> None:
-    client = QualysClient(simulator.url, USER, Secret(PASSWORD), retry=retry)
-    run_sync(settings_for(simulator, str(out), page_size=20), client=client)
+def sync(simulator: QualysSimulator, out: Path, retry: RetryPolicy = FAST_RETRY, *, full: bool = False) -> None:
+    """Pages of 20: faults land mid-run."""
+    helpers.sync(simulator, str(out), page_size=20, retry=retry, full=full)
 
 
 RETRYABLE = [
@@ -98,9 +99,8 @@ def test_non_retryable_error_stops_without_a_new_complete_run(
     first = read_latest(FolderSink(tmp_path)).manifest["run_id"]
     # the second run's first KB call is the cache delta; its second hostasset call is page 2
     simulator.inject(Fault(endpoint=endpoint, kind=kind, times=1, skip=1 if endpoint == "hostasset" else 0))
-    client = QualysClient(simulator.url, USER, Secret(PASSWORD), retry=FAST_RETRY)
     with pytest.raises(error) as caught:
-        run_sync(settings_for(simulator, str(tmp_path), page_size=20), full=True, client=client)
+        sync(simulator, tmp_path, full=True)
     message = str(caught.value)
     assert words in message and "\n" not in message and PASSWORD not in message
     assert read_latest(FolderSink(tmp_path)).manifest["run_id"] == first  # no new complete run

@@ -10,7 +10,6 @@ indexed callables build the production client (managed identity) themselves.
 from __future__ import annotations
 
 import ast
-import fnmatch
 import importlib.metadata
 import importlib.util
 import inspect
@@ -767,28 +766,6 @@ def test_requirements_hold_exactly_the_runtime_dependencies() -> None:
     assert listed <= used  # and nothing listed is unused
     for name, version in pins.items():
         assert importlib.metadata.version(name) == version, name
-
-
-def _ignored(path: str, patterns: list[str]) -> bool:
-    parts = path.split("/")
-    for pattern in (p.rstrip("/") for p in patterns):
-        for index in range(len(parts)):
-            if fnmatch.fnmatch(parts[index], pattern) or fnmatch.fnmatch("/".join(parts[: index + 1]), pattern):
-                return True
-    return False
-
-
-def test_funcignore_ships_the_app_and_nothing_else() -> None:
-    patterns = [line.strip() for line in (ROOT / ".funcignore").read_text().splitlines()]
-    patterns = [p for p in patterns if p and not p.startswith("#")]
-    assert not any(p.startswith("!") for p in patterns)
-    shipped = ["function_app.py", "host.json", "requirements.txt",
-               *(str(p.relative_to(ROOT)) for p in (ROOT / "qualys").rglob("*") if p.suffix in (".py", ".json"))]
-    assert [path for path in shipped if _ignored(path, patterns)] == []
-    for path in ("tests/test_functions.py", "infra/main.bicep", ".venv/bin/python", ".venv-checkov/x", "node_modules/x",
-                 "bench/x.py", "docs/notes.md", "scripts/test.sh", ".git/config", ".gitignore", "local.settings.json",
-                 "README.md", "requirements-dev.txt", "package.json", "azure.yaml", "qualys/__pycache__/x.pyc"):
-        assert _ignored(path, patterns), path
 
 
 def test_local_settings_example_runs_against_the_local_simulator() -> None:

@@ -2,35 +2,28 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 from pathlib import Path
 
 import pytest
 
-from qualys.api.client import QualysClient
 from qualys.api.partitions import IdRange, plan_ranges, ranges_from_bounds
-from qualys.config.secret import Secret
-from qualys.config.settings import SyncSettings
 from qualys.errors import AuthenticationError
 from qualys.output.folder import FolderSink
 from qualys.output.sink import read_json
 from qualys.sync.checkpoint import CHECKPOINT_PATH, Checkpoint
-from qualys.sync.run import run_sync
+from qualys.sync.run import SyncResult
 from qualys_simulator.estate import Estate
 from qualys_simulator.server import Fault, Latency, QualysSimulator, RequestRecord
-from tests.helpers import FAST_RETRY, PASSWORD, USER, Run, assert_matches_truth, estate_in_past, read_latest, settings_for
+from tests.helpers import PASSWORD, USER, Run, assert_matches_truth, client_for, estate_in_past, read_latest, sync
 
 PAGE = 40
 
 
-def client_for(simulator: QualysSimulator) -> QualysClient:
-    return QualysClient(simulator.url, USER, Secret(PASSWORD), retry=FAST_RETRY)
-
-
-def partitioned(simulator: QualysSimulator, out: Path, partitions: int) -> SyncSettings:
-    return dataclasses.replace(settings_for(simulator, str(out), page_size=PAGE), asset_partitions=partitions)
+def partitioned(simulator: QualysSimulator, out: Path, partitions: int, *, full: bool = False) -> SyncResult:
+    """A sync in pages of ``PAGE`` with ``partitions`` id ranges."""
+    return sync(simulator, str(out), page_size=PAGE, partitions=partitions, full=full)
 
 
 def records(run: Run) -> tuple[dict[str, dict[str, object]], dict[tuple[str, int], dict[str, object]]]:
@@ -53,7 +46,7 @@ def estate_and_sequential(tmp_path_factory: pytest.TempPathFactory) -> tuple[Est
     estate = estate_in_past(430, seed=31)
     out = tmp_path_factory.mktemp("sequential")
     with QualysSimulator(estate, username=USER, password=PASSWORD) as sim:
-        run_sync(partitioned(sim, out, 1), client=client_for(sim))
+        partitioned(sim, out, 1)
         assert not [r for r in sim.requests if r.endpoint == "count"], "the default never probes"
     return estate, read_latest(FolderSink(out))
 
@@ -64,7 +57,7 @@ def test_partitioned_run_equals_the_sequential_run(
 ) -> None:
     estate, sequential = estate_and_sequential
     with QualysSimulator(estate, username=USER, password=PASSWORD, latency=Latency(hostasset=0.05)) as sim:
-        result = run_sync(partitioned(sim, tmp_path, partitions), client=client_for(sim))
+        result = partitioned(sim, tmp_path, partitions)
         requests = list(sim.requests)
         chains = page_requests(sim)
         peak = sim.peak_concurrency.get("hostasset", 0)
@@ -111,17 +104,17 @@ def test_killed_partitioned_run_resumes_each_range_without_a_new_probe(
 ) -> None:
     estate, sequential = estate_and_sequential
     with QualysSimulator(estate, username=USER, password=PASSWORD) as sim:
-        run_sync(partitioned(sim, tmp_path, 1), client=client_for(sim))  # warm KB cache: pages commit at once
+        partitioned(sim, tmp_path, 1)  # warm KB cache: pages commit at once
         # an expired password after a few pages: the full run stops with its ranges half done
         sim.inject(Fault(endpoint="hostasset", kind="http_401", times=1, skip=6))
         with pytest.raises(AuthenticationError):
-            run_sync(partitioned(sim, tmp_path, 3), full=True, client=client_for(sim))
+            partitioned(sim, tmp_path, 3, full=True)
         raw = read_json(FolderSink(tmp_path), CHECKPOINT_PATH)
         assert raw is not None
         saved = Checkpoint.from_dict(raw)
         assert len(saved.ranges) == 3 and saved.pages >= 1
         sim.reset_log()
-        result = run_sync(partitioned(sim, tmp_path, 3), client=client_for(sim))
+        result = partitioned(sim, tmp_path, 3)
         assert result.resumed
         assert not [r for r in sim.requests if r.endpoint == "count" or "startFromOffset" in r.params]
         # every range restarts from its own checkpointed position
@@ -142,7 +135,7 @@ def test_retryable_faults_in_partitioned_runs_give_the_same_result(
     estate, sequential = estate_and_sequential
     with QualysSimulator(estate, username=USER, password=PASSWORD) as sim:
         sim.inject(Fault(endpoint=endpoint, kind=kind, times=2, skip=3 if endpoint == "hostasset" else 0))
-        run_sync(partitioned(sim, tmp_path, 4), client=client_for(sim))
+        partitioned(sim, tmp_path, 4)
         assert [r for r in sim.requests if r.fault == kind]
     assert records(read_latest(FolderSink(tmp_path))) == records(sequential)
 
@@ -154,7 +147,7 @@ def test_unsupported_count_api_falls_back_to_one_chain(
     with QualysSimulator(estate, username=USER, password=PASSWORD) as sim:
         sim.inject(Fault(endpoint="count", kind="http_404", times=1))
         with caplog.at_level(logging.WARNING, logger="qualys.api.partitions"):
-            run_sync(partitioned(sim, tmp_path, 4), client=client_for(sim))
+            partitioned(sim, tmp_path, 4)
         chains = page_requests(sim)
     assert "one sequential chain" in caplog.text and PASSWORD not in caplog.text
     assert read_latest(FolderSink(tmp_path)).manifest["id_ranges"] == 1
@@ -165,13 +158,13 @@ def test_unsupported_count_api_falls_back_to_one_chain(
 def test_small_windows_are_not_split(tmp_path: Path) -> None:
     estate = estate_in_past(60, seed=3)
     with QualysSimulator(estate, username=USER, password=PASSWORD) as sim:
-        client = client_for(sim)
-        cutoff = "2000-01-01T00:00:00Z"
-        assert plan_ranges(client, cutoff, 4, page_size=1000) == [IdRange()]  # one page holds it all: count only
-        assert [r.endpoint for r in sim.requests] == ["count"]
-        assert len(plan_ranges(client, cutoff, 4, page_size=30)) == 2  # two pages: two ranges, not four
-        run_sync(dataclasses.replace(settings_for(sim, str(tmp_path), page_size=1000), asset_partitions=4), client=client)
+        with client_for(sim) as client:
+            cutoff = "2000-01-01T00:00:00Z"
+            assert plan_ranges(client, cutoff, 4, page_size=1000) == [IdRange()]  # one page holds it all: count only
+            assert [r.endpoint for r in sim.requests] == ["count"]
+            assert len(plan_ranges(client, cutoff, 4, page_size=30)) == 2  # two pages: two ranges, not four
+        sync(sim, str(tmp_path), page_size=1000, partitions=4)
         sim.reset_log()
-        run_sync(dataclasses.replace(settings_for(sim, str(tmp_path), page_size=1000), asset_partitions=4), client=client)
+        sync(sim, str(tmp_path), page_size=1000, partitions=4)
         assert len(sim.requests) <= 3, [r.endpoint for r in sim.requests]  # incremental, nothing changed
     assert_matches_truth(read_latest(FolderSink(tmp_path)), estate)
