@@ -10,24 +10,24 @@ batches of new QIDs, so pages wait while a batch fills (at most ``MAX_HELD_ASSET
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from qualys.api.assets import RawAsset
-from qualys.api.client import QualysClient
 from qualys.api.kb_lookups import KnowledgeBaseLookups
 from qualys.api.knowledge_base import KbEntry
 from qualys.api.partitions import PartitionedPages, plan_ranges
 from qualys.api.tags import TagCriticality
-from qualys.config.settings import SyncSettings
 from qualys.output.lock import LockHandle
-from qualys.output.runs import RunOutput
 from qualys.sync.checkpoint import Checkpoint
 from qualys.sync.held_pages import HeldPage, HeldPages
 from qualys.sync.kb_store import KnowledgeBaseStore
 from qualys.sync.records import device_record, finding_lines, json_line, kb_fragment
-from qualys.sync.state import RunState
 from qualys.sync.window import in_window
 from qualys.timestamps import parse_datetime
+
+if TYPE_CHECKING:
+    from qualys.sync.run import SyncRun
 
 log = logging.getLogger(__name__)
 
@@ -35,30 +35,21 @@ log = logging.getLogger(__name__)
 class PagePull:
     """Pulls the pages of one run; its collaborators live as long as the run."""
 
-    def __init__(
-        self,
-        settings: SyncSettings,
-        client: QualysClient,
-        output: RunOutput,
-        state: RunState,
-        checkpoint: Checkpoint,
-        lock: LockHandle,
-        on_page: Callable[[Checkpoint], None] | None = None,
-    ) -> None:
-        self._settings = settings
-        self._client = client
-        self._output = output
-        self._state = state
+    def __init__(self, run: SyncRun, checkpoint: Checkpoint, lock: LockHandle) -> None:
+        self._settings = run.settings
+        self._client = client = run.client
+        self._output = run.output
+        self._state = state = run.state
+        self._on_page = run.page_written
         self._checkpoint = checkpoint
         self._lock = lock
-        self._on_page = on_page
         self._cutoff = parse_datetime(checkpoint.modified_after)
         self._tags = TagCriticality(client)
         self._lookups = KnowledgeBaseLookups(client)
         self._kb_store = KnowledgeBaseStore(state, f"{checkpoint.run_id}-r{checkpoint.resumes}")
         #: QID -> the KnowledgeBase members of its finding records, rendered once (records.kb_fragment).
         self._kb_fragments: dict[int, str] = {}
-        self._held = HeldPages(settings.page_size)
+        self._held = HeldPages(run.settings.page_size)
 
     def run(self) -> None:
         self._load_knowledge_base()
@@ -97,8 +88,7 @@ class PagePull:
         self._checkpoint.advance(page)
         self._lock.check()
         self._state.save_checkpoint(self._checkpoint)
-        if self._on_page is not None:
-            self._on_page(self._checkpoint)
+        self._on_page(self._checkpoint)
 
     def _write_parts(self, assets: list[RawAsset]) -> None:
         if not assets:

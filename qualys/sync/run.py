@@ -84,7 +84,7 @@ class SyncRun:
             started_clock = time.monotonic()
             checkpoint, resumed = self._start_or_resume(full)
             if not self.output.has_manifest(checkpoint.run_id):
-                PagePull(self.settings, self.client, self.output, self.state, checkpoint, lock, self._on_page).run()
+                PagePull(self, checkpoint, lock).run()
                 self.output.write_manifest(checkpoint.run_id, self._manifest(checkpoint))
             self.output.publish(checkpoint.run_id)
             self.state.clear_checkpoint()
@@ -113,7 +113,8 @@ class SyncRun:
         self.state.save_checkpoint(checkpoint)
         return checkpoint, False
 
-    def _on_page(self, checkpoint: Checkpoint) -> None:
+    def page_written(self, checkpoint: Checkpoint) -> None:
+        """A page's parts are written and the checkpoint moved past it."""
         if self._progress is not None:
             self._progress(Progress(checkpoint.pages, checkpoint.devices, checkpoint.findings))
 
