@@ -43,7 +43,7 @@ param location string = resourceGroup().location
 param tags object = {}
 
 // ---------------------------------------------------------------------------------------------------
-// Connector settings. One parameter per `deployed` entry of qualys/settings_catalog.py, named after the
+// Connector settings. One parameter per `deployed` entry of qualys/config/catalog.py, named after the
 // setting in camelCase, with the catalog's default (tests/test_infra.py checks both).
 // ---------------------------------------------------------------------------------------------------
 
@@ -323,7 +323,7 @@ var appSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
 
-  // The connector (qualys/settings_catalog.py; numbers and booleans are strings in the environment).
+  // The connector (qualys/config/catalog.py; numbers and booleans are strings in the environment).
   QUALYS_API_URL: qualysApiUrl
   QUALYS_LOOKBACK_DAYS: string(qualysLookbackDays)
   QUALYS_PAGE_SIZE: string(qualysPageSize)

@@ -2,7 +2,7 @@
 
 Everything is drawn from one seeded :class:`random.Random`, so the same arguments
 always give the same estate (and, through :mod:`.render`, the same bytes). The mix
-imitates the real qg3 recordings in ``qualys-api.md`` §2.6: Cloud Agent hosts with MACs
+imitates the real qg3 recordings (docs/qualys-api.md §2.6): Cloud Agent hosts with MACs
 and gateways per interface and ~600 software packages, scanner hosts with one LOCAL
 interface, and cloud-connector hosts whose only MAC lives in the cloud ``sourceInfo``.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 #: Malformed or placeholder MACs seen in real data; rendered, never part of the truth.
-#: The Azure sample (J1 azure-host-assets.xml) really carries ``00-0D-3A-C4-8H-3F``.
+#: JupiterOne's Azure sample (J1-FIX-AZURE in docs/qualys-api.md §8) really carries ``00-0D-3A-C4-8H-3F``.
 NOISE_MACS: tuple[str, ...] = ("00:00:00:00:00:00", "00-00-00-00-00-00", "00-0D-3A-C4-8H-3F", "", "N/A")
 
 #: (id, name, criticality). A fixed catalogue (not seeded) so a page can be rendered

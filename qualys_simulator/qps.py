@@ -1,8 +1,8 @@
 """QPS ``ServiceRequest`` parsing and the hostasset/tag searches behind it.
 
 Criteria are ANDed; dates are ISO-8601 UTC (``2020-03-05T23:00:30Z``, fractions accepted as
-qualysdk sends them); a bad value or field yields ``INVALID_REQUEST`` with HTTP 200, as in
-the real ``error_invalid_request_criteria_value.xml`` recording.
+qualysdk sends them); a bad value or field yields ``INVALID_REQUEST`` with HTTP 200, as a
+real recorded response does (docs/qualys-api.md §2.3).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 #: Search field -> SimAsset attribute. ``update`` is the List-Agents doc spelling of ``updated``
-#: (qualys-api.md §2.3); the simulator accepts both.
+#: (docs/qualys-api.md §2.3); the simulator accepts both.
 _DATE_FIELDS = {"updated": "modified", "update": "modified", "created": "created", "lastVulnScan": "last_vuln_scan"}
 _LONG_FIELDS = {"id": "id", "qwebHostId": "qweb_host_id"}
 _DATE_OPS = ("GREATER", "LESSER")

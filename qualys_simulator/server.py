@@ -4,7 +4,7 @@ Endpoints: QPS ``/qps/rest/2.0/search/am/hostasset``, ``/count/am/hostasset`` an
 ``/qps/rest/portal/version`` and the KnowledgeBase ``/api/2.0/fo/knowledge_base/vuln/``.
 The VM-API (``/api/2.0/``) family enforces the subscription's concurrency and rate limits
 for real (409 1960 / 1965 with the ``X-RateLimit-*`` / ``X-Concurrency-*`` headers);
-QPS responses carry no such headers, as observed on qg3 (qualys-api.md §2.9, §5.1).
+QPS responses carry no such headers, as observed on qg3 (docs/qualys-api.md §2.9, §5.1).
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def _human_seconds(total: int) -> str:
 
 
 def _simple(status: int, code: int | None, text: str, items: dict[str, str] | None = None) -> _Reply:
-    # Real 400s came without the XML declaration, 401/409 bodies with it (fixtures errors/).
+    # Real 400s came without the XML declaration, 401/409 bodies with it (the recordings in docs/qualys-api.md §8).
     return _Reply(status, render_simple_return(code, text, items, declaration=status != 400), _API_XML)
 
 
@@ -341,7 +341,7 @@ class QualysSimulator:
             while self._api_calls and self._api_calls[0] <= now - _RATE_WINDOW_SECONDS:
                 self._api_calls.popleft()
             if self._api_running >= self.concurrency_limit:
-                # Qualys: "the concurrency error takes precedence" (qualys-api.md §5.1).
+                # Qualys: "the concurrency error takes precedence" (docs/qualys-api.md §5.1).
                 reply = _concurrency_reply(self._api_running, self.concurrency_limit)
                 reply.headers = self._rate_headers_locked(self._api_running)
                 return reply

@@ -7,7 +7,7 @@
 # file checkov cannot parse: checkov only *reports* parse errors ("Parsing errors: N") and still
 # exits 0, so its output is inspected too. Suppressions live inline in the Bicep
 # (`// checkov:skip=CKV_...: reason`). The structural invariants (FC1 plan, identity, RBAC, app
-# settings against qualys/settings_catalog.py) are asserted by tests/test_infra.py in the pytest run.
+# settings against qualys/config/catalog.py) are asserted by tests/test_infra.py in the pytest run.
 #
 # checkov lives in its own git-ignored venv (.venv-checkov) because it pins old dependencies.
 # checkov 3.3.30 pins pycep-parser==0.5.1, whose Bicep grammar predates deployer(), func,

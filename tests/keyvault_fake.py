@@ -5,7 +5,7 @@ bearer challenge (401 + ``WWW-Authenticate``), and enough of the secrets REST AP
 ``GET /secrets/{name}[/{version}]``, ``PUT /secrets/{name}``. Switches answer 403
 for reads or writes, as a vault does when the caller's identity lacks the role.
 
-What the client needs (research notes, azure-platform.md §6.4): HTTPS (bearer tokens
+What the client needs: HTTPS (bearer tokens
 are never sent over plain http), ``verify_challenge_resource=False`` (the challenge
 names vault.azure.net, not 127.0.0.1) and ``connection_verify=<the certificate>``.
 ``secret_client_factory`` builds such clients for injection, so no test ever reaches

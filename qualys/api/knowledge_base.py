@@ -22,7 +22,7 @@ from qualys.errors import BadRequestError, KnowledgeBasePermissionError, Respons
 
 KB_PATH = "/api/2.0/fo/knowledge_base/vuln/"
 ENDPOINT = "knowledge_base"
-#: QIDs per request: J1 uses 250, IBM 100; 250 keeps bodies near 0.5 MB.
+#: QIDs per request: J1 uses 250, IBM 100 (docs/qualys-api.md §3.3); 250 keeps bodies near 0.5 MB.
 KB_BATCH_SIZE = 250
 _CVE = re.compile(r"^CVE-\d{4}-\d{4,}$")
 
