@@ -47,7 +47,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "QUALYS_ASSET_PARTITIONS",
         "Id ranges of the host asset search pulled at the same time (1-8). 1 is one sequential chain; more "
         "splits a large window after a small probe (a count and one 1-record search per range boundary) and "
-        "shortens a full run almost in proportion, if your Qualys subscription accepts concurrent searches.",
+        "shortens a full run while Qualys's answers, not the connector's CPU, are what it waits for, if your "
+        "Qualys subscription accepts concurrent searches.",
         "1",
     ),
     SettingSpec(
