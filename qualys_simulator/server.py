@@ -60,9 +60,10 @@ _RATE_WINDOW_SECONDS = 3600
 #: in our sources; 1903 ("Missing required parameter(s)") is the closest documented meaning.
 CODE_MISSING_REQUESTED_WITH = 1903
 #: Simulator's choice: the real CODE for a KB call without KnowledgeBase permission is unknown.
-#: Microsoft's troubleshooting table maps a KB 409 to "insufficient permissions"; we send 409
-#: with CODE 2002, deliberately not a retryable rate/concurrency code (1920/1960/1965).
-CODE_KB_PERMISSION = 2002
+#: Microsoft's troubleshooting table maps a KB 409 to "insufficient permissions"; we send 409 with
+#: no CODE at all: every documented code means something else (2002 is "User account is inactive",
+#: 1920/1960/1965 are retryable), so only the status can say it.
+CODE_KB_PERMISSION: int | None = None
 _IMMEDIATE_FAULTS = frozenset(
     {
         "http_429",
@@ -77,6 +78,7 @@ _IMMEDIATE_FAULTS = frozenset(
         "http_404",
         "qps_unauthorized",
         "kb_permission",
+        "canned",
     }
 )
 _DELIVERY_FAULTS = frozenset({"reset_mid_body", "truncated_body", "slow"})
@@ -102,6 +104,9 @@ class Fault:
     times: int = 1
     skip: int = 0
     wait_seconds: float | None = None
+    #: kind "canned": answer with exactly this status and body (e.g. a recorded Qualys error body).
+    status: int = 200
+    body: bytes = b""
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -405,6 +410,8 @@ class QualysSimulator:
             return _Reply(404, NOT_FOUND_HTML, _HTML)
         if kind == "qps_unauthorized":
             return _Reply(200, _qps_unauthorized(), _QPS_XML)
+        if kind == "canned":
+            return _Reply(fault.status, fault.body, _API_XML if api else _QPS_XML)
         if kind == "rate_limit_1965":
             reply = _rate_reply(wait)
             reply.headers = self._rate_headers(to_wait=wait)

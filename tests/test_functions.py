@@ -389,7 +389,7 @@ OUTCOMES = {
     }),
     "missing_kb_permission": Outcome(422, sim={"kb_permission": False}, checks={
         "asset_search": (True, 200, None, (), ()),
-        "knowledge_base": (False, 409, "2002", ("KnowledgeBase permission",), ("KnowledgeBase",)),
+        "knowledge_base": (False, 409, None, ("KnowledgeBase permission",), ("KnowledgeBase",)),
     }),
     "rate_limited": Outcome(422, faults=(Fault("*", "http_429", times=50),), checks={
         "asset_search": (False, 429, None, ("too many requests",), ("dedicated Qualys API user",)),

@@ -23,7 +23,7 @@ from qualys.api.limits import ConcurrencyLimiter, RateWindow
 from qualys.api.refusals import exhausted_error, refusal
 from qualys.api.request import ApiRequest
 from qualys.api.retry import RetryPolicy, RetrySignal
-from qualys.api.xmlstream import TruncatedBodyError
+from qualys.api.xmlstream import TruncatedBodyError, root_element
 from qualys.config.secret import Secret
 from qualys.errors import QualysApiError
 
@@ -38,6 +38,13 @@ READ_TIMEOUT_SECONDS = 300.0
 #: Error bodies are small; never read more than this of one.
 MAX_ERROR_BODY_BYTES = 64 * 1024
 USER_AGENT = "qualys-azure-connector/0.1"
+#: How far into a body the client looks for its root element (past the XML declaration and DOCTYPE).
+ROOT_LOOKAHEAD_BYTES = 64 * 1024
+FIRST_READ_BYTES = 8 * 1024
+#: The element Qualys's VM/PC APIs answer errors with; on a 2xx it stands where the data should be.
+SIMPLE_RETURN = "SIMPLE_RETURN"
+#: The document every QPS answer is, errors included (``responseCode``); on another API it is an error.
+SERVICE_RESPONSE = "ServiceResponse"
 
 #: Errors while reading a body that mean "the connection broke", not "bad data".
 _BODY_TRANSPORT_ERRORS = (
@@ -60,14 +67,40 @@ class BodyReader:
         self._raw = response.raw
         self._on_bytes = on_bytes
         self._deadline = deadline
+        self._ahead = b""  # read by root_element(), handed out first by read()
 
     def read(self, size: int = -1, /) -> bytes:
+        if self._ahead:
+            chunk, self._ahead = (self._ahead, b"") if size < 0 else (self._ahead[:size], self._ahead[size:])
+            return chunk
+        return self._read_raw(size)
+
+    def _read_raw(self, size: int) -> bytes:
         if self._deadline is not None and time.monotonic() > self._deadline:
             raise TimeoutError("the response took longer than the call's overall time limit")
         # read1: whatever has arrived (up to size), so a slow trickle cannot hold one read past the deadline.
         chunk: bytes = self._raw.read1(None if size < 0 else size, decode_content=True)
         self._on_bytes(len(chunk))
         return chunk
+
+    def root_element(self) -> str | None:
+        """The name of the document's root element, read ahead (and handed out again by :meth:`read`).
+
+        None when the body is not XML or names no element within its first bytes. Keep-alive whitespace
+        that Qualys sends before a slow answer is dropped while looking (the parsers drop it anyway).
+        """
+        head = b""
+        while len(head) < ROOT_LOOKAHEAD_BYTES:
+            chunk = self._read_raw(FIRST_READ_BYTES)
+            if not chunk:
+                break
+            head = (head + chunk) if head else chunk.lstrip(b" \t\r\n")
+            decided, name = root_element(head)
+            if decided:
+                self._ahead = head
+                return name
+        self._ahead = head
+        return None
 
 
 @dataclass
@@ -190,11 +223,16 @@ class QualysClient:
                 self._vm_api_limiter.learn(response.headers)
             self._rate_window.learn(response.headers)
             if 200 <= response.status_code < 300:
+                body = BodyReader(response, self._count_bytes, deadline)
                 try:
-                    return parse(BodyReader(response, self._count_bytes, deadline))
+                    root = body.root_element()
+                    # An error document where data should be, sent with a success status: read its code.
+                    if root == SIMPLE_RETURN or (root == SERVICE_RESPONSE and not request.is_qps):
+                        raise self._refusal(request, response, body)
+                    return parse(body)
                 except _BODY_TRANSPORT_ERRORS as exc:
                     raise RetrySignal(f"body cut off: {_short(exc)}", status=response.status_code) from exc
-            raise self._refusal(request, response)
+            raise self._refusal(request, response, BodyReader(response, self._count_bytes, deadline))
         finally:
             response.close()
 
@@ -202,13 +240,16 @@ class QualysClient:
         with self._lock:
             self.stats.bytes_received += count
 
-    def _refusal(self, request: ApiRequest, response: requests.Response) -> QualysApiError | RetrySignal:
+    def _refusal(self, request: ApiRequest, response: requests.Response, body: BodyReader) -> QualysApiError | RetrySignal:
+        """The error an error answer means; its body is read up to ``MAX_ERROR_BODY_BYTES`` (error bodies are small)."""
+        data = b""
         try:
-            body = response.raw.read(MAX_ERROR_BODY_BYTES, decode_content=True)
+            while len(data) < MAX_ERROR_BODY_BYTES and (chunk := body.read(MAX_ERROR_BODY_BYTES - len(data))):
+                data += chunk
         except _BODY_TRANSPORT_ERRORS:
-            body = b""
+            pass  # what arrived is enough to report; the status still says what kind of refusal it was
         return refusal(
-            request, response.status_code, response.headers, body,
+            request, response.status_code, response.headers, data,
             api_url=self.api_url, concurrency_wait=self.retry.concurrency_wait,
         )
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from xml.etree.ElementTree import Element
 
 from qualys.api.client import QualysClient
+from qualys.api.refusals import REQUEST_CODES
 from qualys.api.request import ApiRequest
 from qualys.api.xmlstream import Readable, child_text, iter_events
 from qualys.errors import BadRequestError, KnowledgeBasePermissionError, ResponseFormatError
@@ -151,7 +152,9 @@ def _list(client: QualysClient, form: dict[str, str]) -> list[KbEntry]:
     try:
         return client.call(ApiRequest.form(KB_PATH, ENDPOINT, form), parse_vuln_list)
     except BadRequestError as error:
-        if error.http_status == 409:  # rate and concurrency refusals (1960/1965) were retried, never raised
+        # A 409 whose code names no bad parameter (rate and concurrency refusals were retried, account codes
+        # raised as such): Microsoft's troubleshooting table reads it as missing KnowledgeBase permission.
+        if error.http_status == 409 and error.qualys_code not in REQUEST_CODES:
             raise permission_error(error, client.api_url) from error
         raise
 

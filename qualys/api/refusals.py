@@ -33,8 +33,32 @@ from qualys.errors import (
 )
 
 PLATFORM_HINT = "see https://www.qualys.com/platform-identification/ or Qualys Help > About"
-#: SIMPLE_RETURN codes of accounts that cannot use the API at all (docs/qualys-api.md §1.2).
-ACCOUNT_BLOCKED_CODES = frozenset({"2001", "2003", "2011"})
+
+# Qualys's error codes (SIMPLE_RETURN <CODE>, QPS <responseCode>), by what they mean for the connector.
+# Codes from Qualys's Appendix D "Error Codes/Descriptions" (docs/qualys-api.md §5.2) and recorded answers.
+AUTH_CODES = frozenset({"2000", "INVALID_CREDENTIALS"})
+#: The account itself cannot use the API: (what is wrong, how to fix it).
+ACCOUNT_BLOCKED: dict[str, tuple[str, str]] = {
+    "2001": ("the account has expired", "Renew or reactivate the account in Qualys, or use another API user."),
+    "2002": ("the user account is inactive", "Activate the API user in Qualys (Users), or use an active one."),
+    "2003": (
+        "the account's registration is not complete",
+        "Sign in to the Qualys web UI once as this user and finish the registration; API calls are served after that.",
+    ),
+    "2011": (
+        "SecureID authentication is required for this account, which blocks API access",
+        "Use an API user that does not require SecureID, or turn SecureID off for this user in Qualys.",
+    ),
+    "2012": (
+        "the user's license does not allow this API",
+        "Ask your Qualys administrator or account manager to enable API access for this user's license.",
+    ),
+}
+PERMISSION_CODES = frozenset({"UNAUTHORIZED", "FORBIDDEN"})
+#: Not now rather than no: an internal error, a request still being processed, scheduled maintenance.
+TEMPORARY_CODES = frozenset({"999", "1981", "1999"})
+#: The request itself is wrong (unrecognized, missing, exclusive or invalid parameters): a bug or an API change.
+REQUEST_CODES = frozenset({"1901", "1903", "1904", "1905", "1907", "1908", "1922", "INVALID_REQUEST"})
 
 
 class _Details(TypedDict, total=False):
@@ -80,59 +104,89 @@ def refusal(
     api_url: str,
     concurrency_wait: float,
 ) -> QualysApiError | RetrySignal:
-    """What a non-2xx answer means: a typed error to raise, or a signal to retry."""
+    """What an error answer means: a non-2xx answer, or a SIMPLE_RETURN sent where data was expected."""
     error = parse_error_body(body)
+    return classify(
+        request.endpoint, status, error, announced_wait(headers, error.items),
+        location=headers.get("Location"), url=api_url + request.path, api_url=api_url,
+        concurrency_wait=concurrency_wait,
+    )
+
+
+def classify(
+    endpoint: str,
+    status: int,
+    error: ErrorBody,
+    hint: float | None = None,
+    *,
+    location: str | None = None,
+    url: str = "",
+    api_url: str = "",
+    concurrency_wait: float = 30.0,
+) -> QualysApiError | RetrySignal:
+    """Qualys's CODE decides first, whatever the HTTP status (Qualys sends the same code with 200, 401 or
+    409, and prints 1965 as a 400); the status decides only when the code says nothing we know."""
     code = error.code
     text = f": {error.text}" if error.text else ""
-    hint = announced_wait(headers, error.items)
     how = f"HTTP {status}" + (f", code {code}" if code else "")
-    endpoint = request.endpoint
     details: _Details = {"http_status": status, "qualys_code": code, "qualys_text": error.text, "endpoint": endpoint}
-    if code == RATE_LIMIT_CODE or status == 429:
+    if code == RATE_LIMIT_CODE or (status == 429 and code is None):
         return RetrySignal(f"rate limited ({how})", wait=hint, rate_limited=True, status=status, code=code)
     if code in CONCURRENCY_CODES:
         wait = hint if hint is not None else concurrency_wait
         return RetrySignal(f"concurrency limit reached ({how})", wait=wait, rate_limited=True, status=status, code=code)
-    if status >= 500:
-        return RetrySignal(f"server error ({how})", wait=hint, status=status, code=code)
+    if code in ACCOUNT_BLOCKED:
+        what, fix = ACCOUNT_BLOCKED[code]
+        return AccountBlockedError(f"Qualys refuses API access for this account: {what} ({how}{text}).", fix, **details)
+    if code in AUTH_CODES:
+        return _authentication_error(how, text, details)
+    if code in PERMISSION_CODES:
+        return permission_error(status, code, endpoint)
+    if code in REQUEST_CODES:
+        return _bad_request(endpoint, how, text, details)
+    if code in TEMPORARY_CODES or status >= 500:
+        return RetrySignal(f"temporarily unavailable ({how}{text})", wait=hint, status=status, code=code)
+    if status == 429:
+        return RetrySignal(f"rate limited ({how})", wait=hint, rate_limited=True, status=status, code=code)
     if 300 <= status < 400:
-        target = headers.get("Location", "?")
         return QualysApiError(
-            f"Qualys answered with a redirect ({how}) to {_host_of(target)}; redirects are not followed.",
+            f"Qualys answered with a redirect ({how}) to {_host_of(location or '?')}; redirects are not followed.",
             f"Set the API URL (QUALYS_API_URL) to the API server itself ({PLATFORM_HINT}).",
             **details,
         )
     if status == 401:
-        if code in ACCOUNT_BLOCKED_CODES:
-            return AccountBlockedError(
-                f"Qualys refuses API access for this account ({how}{text}).",
-                "Fix the account in Qualys (expired, registration incomplete or SecureID required).",
-                **details,
-            )
-        return AuthenticationError(
-            f"Qualys rejected the user name or password ({how}{text}).",
-            "Check the credentials, and that the API URL (QUALYS_API_URL) is your platform's API server: a wrong "
-            f"platform also answers 'Bad Login/Password' ({PLATFORM_HINT}).",
-            **details,
-        )
+        return _authentication_error(how, text, details)
     if status == 403:
         return permission_error(status, code, endpoint)
     if status == 404:
         return ApiNotFoundError(
-            f"No Qualys API at {api_url}{request.path} (HTTP 404).",
+            f"No Qualys API at {url} (HTTP 404).",
             "Set the API URL (QUALYS_API_URL) to your platform's API server, e.g. https://qualysapi.qg2.apps.qualys.com "
             f"({PLATFORM_HINT}).",
             **details,
         )
     if status in (400, 409):
-        return BadRequestError(
-            f"Qualys rejected the request to {endpoint} ({how}{text}).",
-            "This is a connector bug or a Qualys API change: report it with this message.",
-            **details,
-        )
+        return _bad_request(endpoint, how, text, details)
     return QualysApiError(
         f"Qualys answered {how} to {endpoint}{text}.",
-        "Retry later; if it persists, check the Qualys account.",
+        "Check the Qualys account's API access; retry later if this persists.",
+        **details,
+    )
+
+
+def _authentication_error(how: str, text: str, details: _Details) -> AuthenticationError:
+    return AuthenticationError(
+        f"Qualys rejected the user name or password ({how}{text}).",
+        "Check the credentials, and that the API URL (QUALYS_API_URL) is your platform's API server: a wrong "
+        f"platform also answers 'Bad Login/Password' ({PLATFORM_HINT}).",
+        **details,
+    )
+
+
+def _bad_request(endpoint: str, how: str, text: str, details: _Details) -> BadRequestError:
+    return BadRequestError(
+        f"Qualys rejected the request to {endpoint} ({how}{text}).",
+        "This is a connector bug or a Qualys API change: report it with this message.",
         **details,
     )
 
@@ -155,29 +209,9 @@ def exhausted_error(signal: RetrySignal, endpoint: str, budget: str, api_url: st
     )
 
 
-def qps_response_error(response_code: str, message: str | None, endpoint: str) -> QualysApiError:
-    """Map a QPS ``responseCode`` other than SUCCESS (sent with HTTP 200) to a typed error."""
-    detail = f" ({message})" if message else ""
-    details: _Details = {"http_status": 200, "qualys_code": response_code, "qualys_text": message, "endpoint": endpoint}
-    if response_code == "INVALID_CREDENTIALS":
-        return AuthenticationError(
-            f"Qualys rejected the user name or password (responseCode INVALID_CREDENTIALS){detail}.",
-            "Check the credentials, and that the API URL (QUALYS_API_URL) is your platform's API server.",
-            **details,
-        )
-    if response_code in ("UNAUTHORIZED", "FORBIDDEN"):
-        return permission_error(200, response_code, endpoint)
-    if response_code == "INVALID_REQUEST":
-        return BadRequestError(
-            f"Qualys rejected the request as invalid (responseCode INVALID_REQUEST){detail}.",
-            "This is a connector bug or a Qualys API change: report it with this message.",
-            **details,
-        )
-    return QualysApiError(
-        f"Qualys answered responseCode {response_code}{detail}.",
-        "Check the Qualys account's API access; retry later if this persists.",
-        **details,
-    )
+def qps_response_error(response_code: str, message: str | None, endpoint: str) -> QualysApiError | RetrySignal:
+    """What a QPS ``responseCode`` other than SUCCESS, sent with HTTP 200, means (as :func:`classify`)."""
+    return classify(endpoint, 200, ErrorBody(response_code, message, {}))
 
 
 def permission_error(status: int, code: str | None, endpoint: str) -> PermissionDeniedError:

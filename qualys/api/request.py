@@ -8,6 +8,7 @@ from dataclasses import dataclass
 #: VM/PC APIs (``/api/2.0/...``, the KnowledgeBase among them) share a per-subscription
 #: concurrency limit (``X-Concurrency-Limit-Limit``); QPS (``/qps/rest/...``) has its own rules.
 VM_API_PREFIX = "/api/"
+QPS_PREFIX = "/qps/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +35,8 @@ class ApiRequest:
     @property
     def shares_vm_api_limit(self) -> bool:
         return self.path.startswith(VM_API_PREFIX)
+
+    @property
+    def is_qps(self) -> bool:
+        """An Asset Management (QPS) call: its answers, errors included, are ``ServiceResponse`` documents."""
+        return self.path.startswith(QPS_PREFIX)

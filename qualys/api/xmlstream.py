@@ -102,6 +102,47 @@ class SectionSkipper:
             pos = match.end()
 
 
+_ELEMENT_NAME = re.compile(rb"<([A-Za-z_][\w.:-]*)")
+
+
+def root_element(head: bytes) -> tuple[bool, str | None]:
+    """(decided, name) for the start of a document: the root element's name, after the XML declaration,
+    comments, processing instructions and a DOCTYPE; ``(True, None)`` when it is not XML at all, and
+    ``(False, None)`` while ``head`` is too short to tell. Only looks: the parser still reads it all."""
+    pos = 0
+    while True:
+        pos = len(head) - len(head[pos:].lstrip(_WHITESPACE))
+        if len(head) - pos < 2:
+            return False, None
+        if head[pos : pos + 1] != b"<":
+            return True, None  # text before any element: not an XML document
+        if head.startswith(b"<!--", pos):
+            end = head.find(b"-->", pos + 4)
+            pos = end + 3 if end != -1 else -1
+        elif head.startswith((b"<?", b"<!"), pos):
+            pos = _end_of_markup(head, pos)
+        else:
+            match = _ELEMENT_NAME.match(head, pos)
+            if match is None:
+                return True, None  # "</", "< ": not the start of an element
+            if match.end() == len(head):
+                return False, None  # the name may go on in the next chunk
+            return True, match.group(1).decode("ascii", "replace")
+        if pos == -1:
+            return False, None
+
+
+def _end_of_markup(head: bytes, start: int) -> int:
+    """Just past the ``>`` closing the declaration or DOCTYPE at ``start`` (-1: not in ``head`` yet);
+    a DOCTYPE's internal subset (``[...]``) may hold ``>`` of its own."""
+    close = head.find(b">", start)
+    bracket = head.find(b"[", start)
+    if bracket != -1 and (close == -1 or bracket < close):
+        subset_end = head.find(b"]", bracket)
+        close = head.find(b">", subset_end) if subset_end != -1 else -1
+    return close + 1 if close != -1 else -1
+
+
 class TruncatedBodyError(ResponseFormatError):
     """The document ended early: a cut connection, worth a retry."""
 
