@@ -1,8 +1,11 @@
 """Locks that keep two syncs from writing the same output.
 
-A sink's lock is held for a whole run; a heartbeat thread renews it, and a lock left by a
-dead holder expires after ``LOCK_TTL_SECONDS``. The folder lock is a JSON lock file; the
-Blob lock is a lease on a blob (:mod:`qualys.output.blob`).
+A sink's lock is held for a whole run. The folder lock is an advisory lock the operating system
+holds for the process (``flock``): it ends the moment the process does, so a killed run never
+blocks the next one on the same machine, and two live syncs still exclude each other. The Blob
+lock is a lease on a blob (:mod:`qualys.output.blob`): Blob Storage cannot tell a dead holder on
+another machine from a live one, so a lease left by a killed run expires after ``LOCK_TTL_SECONDS``;
+live holders renew it from a heartbeat thread.
 """
 
 from __future__ import annotations
@@ -11,16 +14,18 @@ import contextlib
 import json
 import os
 import socket
+import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from qualys.errors import LockHeldError, SinkError
 
-#: A crashed holder's lock is taken over after this long; live holders renew it every third of it.
+#: A lease left by a dead holder is taken over after this long; live holders renew it every third of it.
 LOCK_TTL_SECONDS = 60
+#: How often the folder lock checks that its file is still the one it locked.
+FOLDER_LOCK_CHECK_SECONDS = 20
 
 
 class LockHandle:
@@ -45,7 +50,10 @@ class LockHandle:
     def check(self) -> None:
         """Raise when the lock could not be renewed: another sync may now own the output."""
         if self.lost:
-            raise SinkError(f"Lost the output lock ({self.lost}).", "Check the storage account; the next run resumes.")
+            raise SinkError(
+                f"Lost the output lock ({self.lost}): another sync may now write to the output.",
+                "Check the output location (folder or storage account); the next run resumes.",
+            )
 
     def stop(self) -> None:
         self._stop.set()
@@ -54,76 +62,74 @@ class LockHandle:
 
 @contextlib.contextmanager
 def hold_lock_file(lock_file: Path, location: str) -> Iterator[LockHandle]:
-    """Hold ``lock_file`` (created exclusively, renewed by the heartbeat) for the duration of the context."""
+    """Hold an advisory lock on ``lock_file`` for the duration of the context.
+
+    The file stays in place when the lock is released: removing it would let a process that opened
+    the old file and one that creates a new one both believe they hold the lock.
+    """
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex
-    _acquire(lock_file, token, location)
-    handle = LockHandle(lambda: _renew(lock_file, token), LOCK_TTL_SECONDS / 3)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        yield handle
-    finally:
-        handle.stop()
-        if _read_lock(lock_file).get("token") == token:
-            with contextlib.suppress(FileNotFoundError):
-                lock_file.unlink()
-
-
-def _lock_body(token: str) -> bytes:
-    return json.dumps(
-        {"token": token, "pid": os.getpid(), "host": socket.gethostname(), "expires_at": time.time() + LOCK_TTL_SECONDS}
-    ).encode()
-
-
-def _acquire(lock_file: Path, token: str, location: str) -> None:
-    for _ in range(3):
+        if not _try_lock(fd):
+            holder = _holder(fd)
+            raise LockHeldError(
+                f"Another sync is writing to {location} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+                f"since {holder.get('since', '?')}).",
+                "Wait for it to finish; its lock ends the moment that process ends, so a crashed run never blocks this one.",
+            )
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}).encode())
+        handle = LockHandle(lambda: _check_still_locked(fd, lock_file), FOLDER_LOCK_CHECK_SECONDS)
         try:
-            fd = os.open(lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _read_lock(lock_file)
-            if not _lock_is_stale(holder):
-                raise LockHeldError(
-                    f"Another sync is writing to {location} (pid {holder.get('pid')} on {holder.get('host')}).",
-                    f"Wait for it to finish; a lock left by a dead process expires within {LOCK_TTL_SECONDS} s.",
-                ) from None
-            # Move the stale lock aside atomically: of two contenders only one rename succeeds.
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(lock_file, lock_file.with_name(f".stale-lock.{token}"))
-                os.unlink(lock_file.with_name(f".stale-lock.{token}"))
-            continue
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(_lock_body(token))
-        return
-    raise LockHeldError(f"Could not take the lock on {location}.", "Retry in a minute.")
+            yield handle
+        finally:
+            handle.stop()
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # nobody holds it now; the lock itself ends with close()
+    finally:
+        os.close(fd)
 
 
-def _renew(lock_file: Path, token: str) -> None:
-    if _read_lock(lock_file).get("token") != token:
-        raise SinkError("the lock file was taken over")
-    temp = lock_file.with_name(f".lock.{token}.tmp")
-    temp.write_bytes(_lock_body(token))
-    os.replace(temp, lock_file)
+def _try_lock(fd: int) -> bool:
+    """Take the advisory lock without waiting; False when another open file holds it."""
+    if sys.platform == "win32":  # a lock on the file's first byte, also released when the process ends
+        import msvcrt
 
+        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
 
-def _read_lock(lock_file: Path) -> dict[str, object]:
     try:
-        value = json.loads(lock_file.read_bytes() or b"{}")
-    except (FileNotFoundError, ValueError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(fd: int) -> dict[str, object]:
+    """Who holds the lock, as it wrote itself into the file (empty while it is still writing)."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        value = json.loads(os.read(fd, 4096) or b"{}")
+    except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
 
 
-def _lock_is_stale(holder: dict[str, object]) -> bool:
-    expires = holder.get("expires_at")
-    if not isinstance(expires, int | float):
-        return True  # unreadable or half-written lock: only a crash leaves one
-    if expires < time.time():
-        return True
-    pid = holder.get("pid")
-    if holder.get("host") == socket.gethostname() and isinstance(pid, int):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True  # the holder died on this machine: no need to wait for expiry
-        except PermissionError:
-            return False
-    return False
+def _check_still_locked(fd: int, lock_file: Path) -> None:
+    """The lock only protects the output while its file is the one in place (not deleted or replaced)."""
+    try:
+        in_place = os.stat(lock_file).st_ino
+    except FileNotFoundError:
+        in_place = None
+    if os.fstat(fd).st_ino != in_place:
+        raise SinkError("the lock file was removed or replaced")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
