@@ -16,6 +16,7 @@ import math
 import os
 import secrets
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -27,7 +28,7 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from .estate import Estate, SimAsset, SimTag, SimVuln
@@ -226,6 +227,7 @@ class QualysSimulator:
         keepalive_prefix: bool = True,
         port: int = 0,
         page_cache: BodyCache | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.estate = estate
         self.username = username
@@ -237,6 +239,8 @@ class QualysSimulator:
         self.kb_permission = kb_permission
         self.keepalive_prefix = keepalive_prefix
         self.page_cache = page_cache
+        #: Serve HTTPS with this server context (as the real API does) instead of plain HTTP.
+        self.tls = tls
         self.peak_concurrency: dict[str, int] = {}
         self._port = port
         self._lock = threading.Lock()
@@ -253,7 +257,7 @@ class QualysSimulator:
     def start(self) -> QualysSimulator:
         if self._server is not None:
             return self
-        self._server = _Server(("127.0.0.1", self._port), _Handler, self)
+        self._server = _Server(("127.0.0.1", self._port), _Handler, self, self.tls)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="qualys-simulator", daemon=True
         )
@@ -282,7 +286,8 @@ class QualysSimulator:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("simulator is not running; call start()")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     # ---- faults and log
     def inject(self, *faults: Fault) -> None:
@@ -533,11 +538,33 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: QualysSimulator) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        sim: QualysSimulator,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.sim = sim
+        self.tls = tls
         self.open_sockets: set[socket.socket] = set()
         self.sockets_lock = threading.Lock()
         super().__init__(address, handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """With TLS, the handshake runs on the connection's own thread (a stalled client never blocks accept())."""
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            secured = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            super().finish_request(secured, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                secured.close()
 
     def close_connections(self) -> None:
         """Unblock keep-alive connection threads still waiting for a next request."""

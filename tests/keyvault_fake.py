@@ -102,6 +102,8 @@ class VaultRequest:
     #: An ``Authorization`` header was present (the challenge probe has none).
     authorized: bool
     status: int
+    #: Its scheme ("Bearer"), to show no other credential ever reaches the vault.
+    scheme: str | None = None
 
 
 @dataclass
@@ -297,7 +299,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length > 0 else b""
         authorization = self.headers.get("Authorization")
         status, payload = vault.handle(method, self.path, authorization, body)
-        vault.record(VaultRequest(method, urlsplit(self.path).path, authorization is not None, status))
+        scheme = authorization.split(" ", 1)[0] if authorization else None
+        vault.record(VaultRequest(method, urlsplit(self.path).path, authorization is not None, status, scheme))
         data = json.dumps(payload).encode() if payload is not None else b""
         self.send_response(status)
         if status == 401:
