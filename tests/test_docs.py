@@ -295,8 +295,12 @@ def outside_note_problems(repo: Repo, files: Iterable[str]) -> list[str]:
 
 
 def settings_table(markdown: str) -> set[str]:
-    """Setting names in the first column of the settings table."""
-    return set(re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \|", markdown, re.MULTILINE))
+    """Setting names in the first column of the settings table (the table whose header starts ``| Setting |``)."""
+    start = markdown.find("| Setting |")
+    if start == -1:
+        return set()
+    table = markdown[start:].split("\n\n", 1)[0]
+    return set(re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \|", table, re.MULTILINE))
 
 
 def missing_settings(markdown: str, names: Iterable[str]) -> list[str]:
