@@ -196,7 +196,7 @@ def count_assets(estate: Estate, request: SearchRequest) -> int:
 
 
 def search_tags(estate: Estate, request: SearchRequest) -> list[SimTag]:
-    """Tags by ``id`` (EQUALS/IN) or ``name`` (EQUALS), ascending id."""
+    """Tags by ``id`` (EQUALS/IN/GREATER/LESSER, as for any integer field) or ``name`` (EQUALS), ascending id."""
     if request.error is not None:
         raise request.error
     limit, _ = _limit(request)
@@ -205,11 +205,14 @@ def search_tags(estate: Estate, request: SearchRequest) -> list[SimTag]:
         if c.field == "id" and c.operator in ("EQUALS", "IN"):
             wanted = set(_parse_longs(c))
             tags = [t for t in tags if t.id in wanted]
+        elif c.field == "id" and c.operator in ("GREATER", "LESSER"):
+            bound = _parse_longs(c)[0]
+            tags = [t for t in tags if (t.id > bound if c.operator == "GREATER" else t.id < bound)]
         elif c.field == "name" and c.operator == "EQUALS":
             tags = [t for t in tags if t.name == c.value]
         else:
             raise SearchError(
                 f"Criteria: Unsupported criteria '{c.field}' with operator '{c.operator}' for Tag search.",
-                "Use id (EQUALS, IN) or name (EQUALS).",
+                "Use id (EQUALS, IN, GREATER, LESSER) or name (EQUALS).",
             )
     return tags[:limit]

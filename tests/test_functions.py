@@ -42,7 +42,7 @@ from qualys.hosting.scheduled import SUMMARY_PREFIX, run_scheduled_sync
 from qualys.output.blob import BlobSink
 from qualys.output.folder import FolderSink
 from qualys_simulator.estate import Estate
-from qualys_simulator.server import Fault, QualysSimulator
+from qualys_simulator.server import Fault, Latency, QualysSimulator
 from tests.helpers import PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest
 from tests.keyvault_fake import FakeKeyVault, secret_client_factory
 
@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Never to appear in any response, log or CLI output.
 WRONG_PASSWORD = "Wr0ng-Zq9-f7e3!pass"
 HTTP_DEADLINE_SECONDS = 30.0
-CHECK_NAMES = ["api_url", "reachability", "asset_search", "knowledge_base"]
+CHECK_NAMES = ["api_url", "reachability", "asset_search", "knowledge_base", "tag_search", "asset_count"]
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
@@ -365,6 +365,8 @@ class Outcome:
     sim: dict[str, bool] = field(default_factory=dict)
     faults: tuple[Fault, ...] = ()
     password: str = PASSWORD
+    #: Settings of the Function App (QUALYS_ASSET_PARTITIONS above 1 adds the count check).
+    env: dict[str, str] = field(default_factory=dict)
     #: check name -> (ok, http_status, qualys_code, words in cause, words in action)
     checks: dict[str, tuple[bool, int | None, str | None, tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
 
@@ -373,27 +375,53 @@ OUTCOMES = {
     "good": Outcome(200, checks={
         "asset_search": (True, 200, None, (), ()),
         "knowledge_base": (True, 200, None, (), ()),
+        "tag_search": (True, 200, None, (), ()),
+    }),
+    "good_with_id_ranges": Outcome(200, env={"QUALYS_ASSET_PARTITIONS": "4"}, checks={
+        "asset_search": (True, 200, None, (), ()),
+        "knowledge_base": (True, 200, None, (), ()),
+        "tag_search": (True, 200, None, (), ()),
+        "asset_count": (True, 200, None, (), ()),
     }),
     "wrong_password": Outcome(422, password=WRONG_PASSWORD, checks={
         "asset_search": (False, 401, "INVALID_CREDENTIALS", ("user name or password",), ("platform",)),
         "knowledge_base": (False, 401, "2000", ("user name or password", "Bad Login/Password"), ()),
+        "tag_search": (False, 401, "INVALID_CREDENTIALS", ("user name or password",), ("platform",)),
     }),
     "missing_asset_permission": Outcome(422, sim={"asset_permission": False}, checks={
         "asset_search": (False, 200, "UNAUTHORIZED", ("Asset View",),
                          ("Read Asset", "API Access", "Allow user view access to all objects")),
         "knowledge_base": (True, 200, None, (), ()),
+        "tag_search": (False, 200, "UNAUTHORIZED", ("read asset tags",), ("access to tags", "criticality")),
     }),
+    "missing_tag_permission": Outcome(422, faults=(Fault("tag", "qps_unauthorized"),), checks={
+        "asset_search": (True, 200, None, (), ()),
+        "knowledge_base": (True, 200, None, (), ()),
+        "tag_search": (False, 200, "UNAUTHORIZED", ("not allowed to use tag", "read asset tags"),
+                       ("API Access", "access to tags", "Allow user view access to all objects")),
+    }),
+    "count_api_refused_with_id_ranges": Outcome(
+        422, env={"QUALYS_ASSET_PARTITIONS": "4"}, faults=(Fault("count", "qps_unauthorized"),), checks={
+            "asset_search": (True, 200, None, (), ()),
+            "knowledge_base": (True, 200, None, (), ()),
+            "tag_search": (True, 200, None, (), ()),
+            "asset_count": (False, 200, "UNAUTHORIZED", ("not allowed to use count",), ("Read Asset",)),
+        },
+    ),
     "http_403": Outcome(422, faults=(Fault("hostasset", "http_403"),), checks={
         "asset_search": (False, 403, None, ("not allowed",), ("Read Asset", "full scope")),
         "knowledge_base": (True, 200, None, (), ()),
+        "tag_search": (True, 200, None, (), ()),
     }),
     "missing_kb_permission": Outcome(422, sim={"kb_permission": False}, checks={
         "asset_search": (True, 200, None, (), ()),
         "knowledge_base": (False, 409, None, ("KnowledgeBase permission",), ("KnowledgeBase",)),
+        "tag_search": (True, 200, None, (), ()),
     }),
     "rate_limited": Outcome(422, faults=(Fault("*", "http_429", times=50),), checks={
         "asset_search": (False, 429, None, ("too many requests",), ("dedicated Qualys API user",)),
         "knowledge_base": (False, 429, None, ("too many requests",), ("dedicated Qualys API user",)),
+        "tag_search": (False, 429, None, ("too many requests",), ("dedicated Qualys API user",)),
     }),
     "server_errors": Outcome(502, faults=(Fault("*", "http_503", times=50),), checks={
         "asset_search": (False, 503, None, ("could not be reached or failed temporarily",), ("allow-listed",)),
@@ -424,6 +452,8 @@ def test_validate_reports_each_outcome_with_cause_and_action(
     with QualysSimulator(estate, username=USER, password=PASSWORD, **outcome.sim) as sim:
         sim.inject(*outcome.faults)
         monkeypatch.setenv("QUALYS_ALLOWED_HOSTS", sim.url.removeprefix("http://"))
+        for name, value in outcome.env.items():
+            monkeypatch.setenv(name, value)
         sim_url = sim.url
         reply = post(functions, "qualys_validate", body_for(sim_url, outcome.password))
     print(f"\n--- validate {case}: HTTP {reply.status}\n{json.dumps(reply.payload, indent=2)}")
@@ -474,8 +504,8 @@ def test_validate_with_empty_body_checks_the_stored_connection(
     monkeypatch.setenv("QUALYS_PASSWORD", PASSWORD)
     reply = post(functions, "qualys_validate", b"")
     assert (reply.status, reply.payload["ok"], reply.payload["api_url"]) == (200, True, simulator.url)
-    assert [check["name"] for check in reply.payload["checks"]] == CHECK_NAMES
-    assert [r.endpoint for r in simulator.requests] == ["version", "hostasset", "kb"]
+    assert [check["name"] for check in reply.payload["checks"]] == CHECK_NAMES[:5]
+    assert [r.endpoint for r in simulator.requests] == ["version", "hostasset", "kb", "tag"]
 
     monkeypatch.setenv("QUALYS_PASSWORD", WRONG_PASSWORD)  # the stored connection is read on every call
     reply = post(functions, "qualys_validate", b"")
@@ -635,7 +665,7 @@ def test_redirects_are_not_followed(functions: dict[str, Any], canary: LoopbackS
     words = (("redirect", f"127.0.0.1:{canary.port}"), ("API server itself",))
     assert_checks(reply, {"asset_search": (False, 302, None, *words), "knowledge_base": (False, 302, None, *words)})
     assert canary.requests == []
-    assert [seen.method for seen in redirector.requests] == ["GET", "POST", "POST"]
+    assert [seen.method for seen in redirector.requests] == ["GET", "POST", "POST", "POST"]
     assert_no_password(reply.text)
 
 
@@ -680,7 +710,7 @@ def test_cli_validate_json(simulator: QualysSimulator) -> None:
     good = validate(PASSWORD)
     assert good.returncode == 0, good.stderr
     report = json.loads(good.stdout)  # exactly one JSON document, nothing else on stdout
-    assert report["ok"] is True and [c["name"] for c in report["checks"]] == CHECK_NAMES
+    assert report["ok"] is True and [c["name"] for c in report["checks"]] == CHECK_NAMES[:5]
     bad = validate(WRONG_PASSWORD)
     assert bad.returncode == 1
     report = json.loads(bad.stdout)
@@ -792,3 +822,18 @@ def test_connect_without_a_vault_says_so_before_contacting_qualys(simulator: Qua
     status, payload = handle_connect(json.dumps(body_for(simulator.url)).encode(), reader)
     assert status == 500 and "KEY_VAULT_URL is not set" in str(payload["error"])
     assert simulator.requests == []
+
+
+def test_validation_shares_one_time_budget_and_says_what_it_could_not_check(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qualys.api import validation
+
+    monkeypatch.setattr(validation, "VALIDATION_BUDGET_SECONDS", 1.0)
+    monkeypatch.setattr(validation, "MIN_CHECK_SECONDS", 0.5)
+    with QualysSimulator(estate, username=USER, password=PASSWORD, latency=Latency(kb=0.8)) as sim:
+        report = validation.validate_connection(sim.url, USER, Secret(PASSWORD))
+    checks = {check.name: check for check in report.checks}
+    assert checks["asset_search"].ok and checks["knowledge_base"].ok
+    assert not checks["tag_search"].ok and checks["tag_search"].cause is not None
+    assert "Not checked" in checks["tag_search"].cause and report.http_status() == 502

@@ -142,7 +142,8 @@ class QualysClient:
         self._timeout = (connect_timeout, read_timeout)
         self._sleep = sleep
         #: Seconds one call (all attempts, waits and body included) may take; None = no overall limit.
-        self._call_deadline = call_deadline
+        #: May be changed between calls (the validation shares one time budget between its checks).
+        self.call_deadline = call_deadline
         self._session = requests.Session()
         self._session.auth = (username, password.reveal())
         self._session.headers.update({"X-Requested-With": USER_AGENT, "User-Agent": USER_AGENT})
@@ -165,7 +166,7 @@ class QualysClient:
     def call(self, request: ApiRequest, parse: Callable[[BodyReader], T]) -> T:
         """Send ``request`` (with retries) and return ``parse(body)`` of the successful answer."""
         attempt = 0
-        deadline = time.monotonic() + self._call_deadline if self._call_deadline is not None else None
+        deadline = time.monotonic() + self.call_deadline if self.call_deadline is not None else None
         while True:
             attempt += 1
             try:

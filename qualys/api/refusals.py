@@ -214,12 +214,31 @@ def qps_response_error(response_code: str, message: str | None, endpoint: str) -
     return classify(endpoint, 200, ErrorBody(response_code, message, {}))
 
 
+#: What a refused API needs, by endpoint name: (what the user lacks, how to grant it). The host asset
+#: search and count need what Microsoft's connector documents ([MS-DOC], docs/qualys-api.md §8); the others say theirs.
+_PERMISSIONS: dict[str, tuple[str, str]] = {
+    "tag": (
+        "it lacks permission to read asset tags (the connector reads each tag's criticalityScore)",
+        "Give the user's role 'API Access' and, in Asset View (Asset Management), access to tags with full scope "
+        "('Allow user view access to all objects'); without it, the sync cannot tell asset criticality.",
+    ),
+    "knowledge_base": (
+        "it lacks KnowledgeBase permission",
+        "Give the API user access to the KnowledgeBase (Vulnerability Management, API access).",
+    ),
+}
+_ASSET_PERMISSION = (
+    "it lacks API access or Asset View permission",
+    "Give the user a role with 'API Access' and the Asset View 'Read Asset' permission, with full scope "
+    "('Allow user view access to all objects').",
+)
+
+
 def permission_error(status: int, code: str | None, endpoint: str) -> PermissionDeniedError:
     how = f"HTTP {status}" + (f", {code}" if code else "")
+    lacks, fix = _PERMISSIONS.get(endpoint, _ASSET_PERMISSION)
     return PermissionDeniedError(
-        f"The Qualys user is not allowed to use {endpoint} ({how}): it lacks API access or Asset View permission.",
-        "Give the user a role with 'API Access' and the Asset View 'Read Asset' permission, with full scope "
-        "('Allow user view access to all objects').",
+        f"The Qualys user is not allowed to use {endpoint} ({how}): {lacks}.", fix,
         http_status=status, qualys_code=code, endpoint=endpoint,
     )
 

@@ -51,17 +51,20 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate the configured connection (settings + vault or environment credentials)."""
     from qualys.api.validation import invalid_url_report, validate_connection
-    from qualys.config.settings import SettingsReader
+    from qualys.config.settings import SettingsReader, asset_partitions
     from qualys.config.urls import normalize_api_url
     from qualys.hosting.credentials import load_credentials
 
     reader = SettingsReader()
+    partitions = asset_partitions(reader)  # an invalid value is a configuration error (exit 2), not a check
     try:
         credentials = load_credentials(reader)
         api_url = normalize_api_url(
             args.api_url or credentials.api_url or reader.require("QUALYS_API_URL", "Set it or pass --api-url.")
         )
-        report = validate_connection(api_url, args.username or credentials.username, credentials.password)
+        report = validate_connection(
+            api_url, args.username or credentials.username, credentials.password, partitions=partitions
+        )
     except ConfigError as error:
         report = invalid_url_report(args.api_url, error)
     if args.json:

@@ -121,6 +121,11 @@ def load_output(reader: SettingsReader, output_dir: str | None = None) -> Output
     )
 
 
+def asset_partitions(reader: SettingsReader) -> int:
+    """``QUALYS_ASSET_PARTITIONS``: the sync's id ranges (and whether validation checks the count API)."""
+    return reader.integer("QUALYS_ASSET_PARTITIONS", 1, MAX_ASSET_PARTITIONS)
+
+
 def load_sync_settings(
     environ: Mapping[str, str] | SettingsReader | None = None,
     *,
@@ -151,5 +156,5 @@ def load_sync_settings(
         page_size=reader.integer("QUALYS_PAGE_SIZE", 1, 1000),
         max_retry_wait_seconds=float(reader.integer("QUALYS_MAX_RETRY_WAIT_SECONDS", 0, 86400)),
         output=load_output(reader, output_dir),
-        asset_partitions=reader.integer("QUALYS_ASSET_PARTITIONS", 1, MAX_ASSET_PARTITIONS),
+        asset_partitions=asset_partitions(reader),
     )

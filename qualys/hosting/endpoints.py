@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from qualys.api.validation import invalid_url_report, validate_connection
 from qualys.config.secret import Secret
-from qualys.config.settings import SettingsReader
+from qualys.config.settings import SettingsReader, asset_partitions
 from qualys.config.urls import normalize_api_url
 from qualys.errors import ConfigError
 from qualys.hosting.credentials import SecretClientFactory, load_credentials, store_credentials
@@ -85,16 +85,25 @@ def _echoable(raw_url: object, password: str) -> object:
     return _USERINFO.sub("***@", raw_url).replace(password, "***")
 
 
+def partitions(reader: SettingsReader) -> int:
+    """The sync's id ranges (above 1, validation also checks the count API); invalid: answered as a server error."""
+    try:
+        return asset_partitions(reader)
+    except ConfigError as error:
+        raise HttpProblem.message(500, str(error)) from None
+
+
 def handle_validate(
     body: bytes, reader: SettingsReader | None = None, secret_client: SecretClientFactory | None = None
 ) -> Response:
     """Validate the connection in the body, or the stored one (settings + vault) when the body is empty."""
     settings = reader or SettingsReader()
     try:
+        ranges = partitions(settings)
         parsed = parse_body(body)
         if parsed:
             caller = caller_connection(parsed, settings)
-            report = validate_connection(caller.api_url, caller.username, caller.password)
+            report = validate_connection(caller.api_url, caller.username, caller.password, partitions=ranges)
         else:
             try:
                 credentials = load_credentials(settings, secret_client)
@@ -103,7 +112,7 @@ def handle_validate(
                 )
             except ConfigError as error:
                 raise HttpProblem(400, invalid_url_report(None, error).to_dict()) from None
-            report = validate_connection(api_url, credentials.username, credentials.password)
+            report = validate_connection(api_url, credentials.username, credentials.password, partitions=ranges)
     except HttpProblem as problem:
         return problem.status, problem.payload
     return report.http_status(), report.to_dict()
@@ -121,13 +130,14 @@ def handle_connect(
         if not parsed:
             raise HttpProblem.message(400, "Give apiUrl, username and password.")
         caller = caller_connection(parsed, settings)
+        ranges = partitions(settings)
         if not settings.get("KEY_VAULT_URL"):  # say so before contacting Qualys with the credentials
             raise HttpProblem.message(500, "KEY_VAULT_URL is not set: there is no vault to store the connection in.")
     except HttpProblem as problem:
         return problem.status, problem.payload
     except ConfigError as error:
         return 500, {"ok": False, "error": str(error)}
-    report = validate_connection(caller.api_url, caller.username, caller.password)
+    report = validate_connection(caller.api_url, caller.username, caller.password, partitions=ranges)
     if not report.ok:
         return report.http_status(), {**report.to_dict(), "stored": False}
     try:
