@@ -5,6 +5,7 @@
 //
 // What gets deployed (one module per concern, read them in this order):
 //   app/monitoring.bicep      Log Analytics + workspace-based Application Insights (Entra ID auth only)
+//   app/alerts.bicep          alert rules: a sync failed, no sync completed in time (optional email)
 //   app/host-storage.bicep    storage for the Functions host and the deployment package (no keys)
 //   app/output-storage.bicep  storage for the connector's output (versioning + soft delete)
 //   app/key-vault.bicep       vault for the Qualys credentials (RBAC mode, purge protection)
@@ -139,6 +140,14 @@ param outputVersionRetentionDays int = 30
 @description('Log Analytics retention in days (30 days are included in the ingestion price).')
 param logRetentionDays int = 30
 
+@description('Email address for the alerts (a sync failed; no sync completed in syncAlertHours). Empty: the alerts fire in Azure Monitor only.')
+param alertEmail string = ''
+
+@minValue(0)
+@maxValue(48)
+@description('Hours without a completed sync before the "sync overdue" alert fires. 0 = twice the interval of qualysSyncSchedule (hourly and every-N-hours schedules; once a day otherwise), at most 48.')
+param syncAlertHours int = 0
+
 // ---------------------------------------------------------------------------------------------------
 // Key Vault and credentials
 // ---------------------------------------------------------------------------------------------------
@@ -211,6 +220,13 @@ var names = {
 // (naming after the timer quickstart; container names: lowercase, at most 63 chars).
 var deploymentContainerName = toLower('app-package-${take(names.functionApp, 32)}-${take(resourceToken, 7)}')
 
+// The timer's interval in hours, read from the NCRONTAB hour field ('{second} {minute} {hour} ...'):
+// '*/N' = every N hours, '*' = every hour (or more often), anything else = once a day.
+var scheduleFields = split(qualysSyncSchedule, ' ')
+var scheduleHourField = (length(scheduleFields) == 6) ? scheduleFields[2] : ''
+var scheduleIntervalHours = startsWith(scheduleHourField, '*/') ? int(substring(scheduleHourField, 2)) : ((scheduleHourField == '*') ? 1 : 24)
+var effectiveSyncAlertHours = (syncAlertHours > 0) ? syncAlertHours : min(48, 2 * scheduleIntervalHours)
+
 // The app can only reach a closed vault through the private endpoint, which exists only with vnetEnabled.
 var effectiveKeyVaultPublicNetworkAccess = vnetEnabled ? keyVaultPublicNetworkAccess : 'Enabled'
 
@@ -234,6 +250,18 @@ module monitoring 'app/monitoring.bicep' = {
     logAnalyticsName: names.logAnalytics
     appInsightsName: names.appInsights
     retentionInDays: logRetentionDays
+  }
+}
+
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    location: location
+    tags: allTags
+    appInsightsName: monitoring.outputs.appInsightsName
+    nameSuffix: resourceToken
+    syncAlertHours: effectiveSyncAlertHours
+    alertEmail: alertEmail
   }
 }
 

@@ -38,7 +38,7 @@ from qualys.config.settings import BlobOutput, SettingsReader, load_sync_setting
 from qualys.errors import AuthenticationError, ConfigError
 from qualys.hosting.endpoint_guard import allowed_hosts, check_caller_api_url
 from qualys.hosting.endpoints import MAX_BODY_BYTES, handle_connect
-from qualys.hosting.scheduled import SUMMARY_PREFIX, run_scheduled_sync
+from qualys.hosting.scheduled import FAILURE_PREFIX, SUMMARY_PREFIX, run_scheduled_sync
 from qualys.output.blob import BlobSink
 from qualys.output.folder import FolderSink
 from qualys_simulator.estate import Estate
@@ -837,3 +837,22 @@ def test_validation_shares_one_time_budget_and_says_what_it_could_not_check(
     assert checks["asset_search"].ok and checks["knowledge_base"].ok
     assert not checks["tag_search"].ok and checks["tag_search"].cause is not None
     assert "Not checked" in checks["tag_search"].cause and report.http_status() == 502
+
+
+def test_a_failed_timer_run_logs_one_failure_line_the_alert_finds(
+    estate: Estate, vault: FakeKeyVault, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The 'sync failed' alert (infra/app/alerts.bicep) queries this line; a completed run logs the summary instead."""
+    with QualysSimulator(estate, username=USER, password=PASSWORD) as sim:
+        seed_vault(vault, sim)
+        vault.set("qualys-password", WRONG_PASSWORD)
+        caplog.set_level(logging.INFO, logger="qualys")
+        with pytest.raises(AuthenticationError):
+            run_scheduled_sync(vault_reader(vault, tmp_path), secret_client=secret_client_factory(vault))
+    lines = [r for r in caplog.records if r.getMessage().startswith(FAILURE_PREFIX)]
+    assert len(lines) == 1 and lines[0].levelno == logging.ERROR
+    failure = json.loads(lines[0].getMessage()[len(FAILURE_PREFIX):])
+    assert failure["error"] == "AuthenticationError" and "user name or password" in failure["cause"]
+    assert "platform" in failure["action"]
+    assert not [r for r in caplog.records if r.getMessage().startswith(SUMMARY_PREFIX)]
+    assert_no_password(caplog.text)

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
-from qualys.config.catalog import SETTINGS, SettingSpec, deployed_settings
+from qualys.config.catalog import SETTINGS, SETTINGS_BY_NAME, SettingSpec, deployed_settings
+from qualys.hosting.scheduled import FAILURE_PREFIX, SUMMARY_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -728,3 +729,95 @@ def test_azure_yaml_declares_the_python_function_service() -> None:
     assert tree["infra"] == {"provider": "bicep", "path": "infra", "module": "main"}
     site = only_resource(parse("app/function-app.bicep"), "Microsoft.Web/sites")
     assert site["tags"]["function"]["parameters"]["arg_2"] == {"'azd-service-name'": "api"}
+
+
+# ------------------------------------------------------------------------------------------------
+# Alerts: a sync failed, no sync completed in time
+# ------------------------------------------------------------------------------------------------
+
+
+def evaluate(expr: Any, scope: dict[str, Any]) -> Any:
+    """The value of a pycep expression of the few functions main.bicep's alert window uses (names from ``scope``)."""
+    if isinstance(expr, str):
+        return scope.get(expr, expr)  # pycep gives names and string literals alike; a name is in scope
+    if not isinstance(expr, dict):
+        return expr
+    if "function" in expr:
+        kind, args = expr["function"]["type"], [evaluate(a, scope) for a in expr["function"]["parameters"].values()]
+        functions = {
+            "split": lambda text, sep: text.split(sep), "length": len, "starts_with": lambda s, p: s.startswith(p),
+            "substring": lambda s, start, length=None: s[start:] if length is None else s[start : start + length],
+            "int": int, "min": min,
+        }
+        return functions[kind](*[a for a in args if a is not None] if kind == "substring" else args)
+    operator = expr["operator"]
+    operands = operator["operands"]
+    if operator["type"] == "conditional":
+        return evaluate(operands["true_value" if evaluate(operands["condition"], scope) else "false_value"], scope)
+    left, right = evaluate(operands["operand_1"], scope), evaluate(operands["operand_2"], scope)
+    binary = {
+        "equals": lambda: left == right, "greater_than": lambda: left > right, "multiply": lambda: left * right,
+        "index_accessor": lambda: left[right],
+    }
+    return binary[operator["type"]]()
+
+
+def overdue_alert_hours(schedule: str, override: int = 0) -> int:
+    """effectiveSyncAlertHours of main.bicep for a schedule and a syncAlertHours parameter."""
+    variables = main()["variables"]
+    scope: dict[str, Any] = {"qualysSyncSchedule": schedule, "syncAlertHours": override}
+    for name in ("scheduleFields", "scheduleHourField", "scheduleIntervalHours", "effectiveSyncAlertHours"):
+        scope[name] = evaluate(variables[name]["value"], scope)
+    result: int = scope["effectiveSyncAlertHours"]
+    return result
+
+
+@pytest.mark.parametrize(
+    ("schedule", "override", "hours"),
+    [
+        (str(SETTINGS_BY_NAME["QUALYS_SYNC_SCHEDULE"].default), 0, 8),  # the default: every 4 hours
+        ("0 0 */6 * * *", 0, 12),
+        ("0 0 * * * *", 0, 2),  # hourly
+        ("0 */5 * * * *", 0, 2),  # every 5 minutes: the hour field is '*'
+        ("0 30 2 * * *", 0, 48),  # once a day at 02:30
+        ("0 0 */4 * * *", 5, 5),  # set explicitly
+    ],
+)
+def test_the_overdue_alert_waits_twice_the_schedule(schedule: str, override: int, hours: int) -> None:
+    assert overdue_alert_hours(schedule, override) == hours
+
+
+def test_alerts_query_the_lines_the_sync_logs() -> None:
+    """One source for the text: the prefixes the timer's run logs (qualys/hosting/scheduled.py)."""
+    found = resources(parse("app/alerts.bicep"), "Microsoft.Insights/scheduledQueryRules")
+    rules = {name: body(declaration)[1] for name, declaration in found.items()}
+    assert set(rules) == {"syncFailed", "syncMissing"}
+    failed = rules["syncFailed"]["properties"]["criteria"]["allOf"][0]["query"]
+    missing = rules["syncMissing"]["properties"]["criteria"]["allOf"][0]["query"]
+    assert f'where message startswith "{FAILURE_PREFIX}"' in failed
+    assert f'where message startswith "{SUMMARY_PREFIX}"' in missing and "completed == 0" in missing
+    assert rules["syncMissing"]["properties"]["windowSize"] == "PT${syncAlertHours}H"
+    assert rules["syncMissing"]["properties"]["autoMitigate"] is True  # resolves once a run completes
+    for rule in rules.values():
+        properties = rule["properties"]
+        assert rule["kind"] == "LogAlert" and properties["enabled"] is True
+        assert [ref(scope) for scope in properties["scopes"]] == ["appInsights.id"]
+        groups = properties["actions"]["actionGroups"]["operator"]["operands"]
+        assert (groups["condition"], [ref(g) for g in groups["true_value"]], groups["false_value"]) == (
+            "hasEmail", ["actionGroup.id"], [],
+        )
+
+
+def test_alerts_watch_the_deployed_app_insights_and_email_only_when_asked() -> None:
+    template = parse("app/alerts.bicep")
+    assert body(template["resources"]["appInsights"])[1] == {"name": "appInsightsName"}
+    condition, group = body(template["resources"]["actionGroup"])
+    assert condition == "hasEmail" and template["variables"]["hasEmail"]["value"] == not_empty("alertEmail")
+    assert [receiver["emailAddress"] for receiver in group["properties"]["emailReceivers"]] == ["alertEmail"]
+    condition, alerts = module(main(), "app/alerts.bicep")
+    assert condition is None
+    wiring = {name: ref(value) for name, value in alerts["params"].items()}
+    assert wiring["appInsightsName"] == "monitoring.outputs.appInsightsName"
+    assert (wiring["syncAlertHours"], wiring["alertEmail"]) == ("effectiveSyncAlertHours", "alertEmail")
+    params = main()["parameters"]
+    assert params["alertEmail"]["default"] == "" and params["syncAlertHours"]["default"] == 0
