@@ -37,7 +37,7 @@ from pathlib import Path
 from qualys_simulator import estate as _estate_module
 from qualys_simulator import render as _render_module
 from qualys_simulator.estate import SimAsset, SimTag, SimVuln
-from qualys_simulator.qps import Criterion, SearchRequest, search_assets
+from qualys_simulator.qps import Criterion, FieldTree, SearchRequest, search_assets
 from qualys_simulator.render import iso, render_hostasset_page, render_kb
 from qualys_simulator.server import QualysSimulator
 from qualys_simulator.vmapi import select_kb
@@ -101,9 +101,14 @@ class PageCache:
     # ---- keys
     @staticmethod
     def hostasset_key(
-        assets: Sequence[SimAsset], *, has_more: bool, last_id: int | None, tags: Mapping[int, SimTag] | None
+        assets: Sequence[SimAsset],
+        *,
+        has_more: bool,
+        last_id: int | None,
+        tags: Mapping[int, SimTag] | None,
+        fields: FieldTree | None = None,
     ) -> str:
-        digest = hashlib.sha256(f"hostasset|{_source_digest()}|{has_more}|{last_id}|".encode())
+        digest = hashlib.sha256(f"hostasset|{_source_digest()}|{has_more}|{last_id}|{_fields_key(fields)}|".encode())
         if tags is not None:
             digest.update(repr(sorted((t.id, t.name) for t in tags.values())).encode())
         digest.update(b"|")
@@ -127,13 +132,15 @@ class PageCache:
         has_more: bool,
         last_id: int | None,
         tags: Mapping[int, SimTag] | None = None,
+        fields: FieldTree | None = None,
     ) -> Path:
         """The file holding ``render_hostasset_page(assets, ...)``, rendered now if not cached yet."""
-        path = self.directory / "hostasset" / (self.hostasset_key(assets, has_more=has_more, last_id=last_id, tags=tags) + ".xml")
+        key = self.hostasset_key(assets, has_more=has_more, last_id=last_id, tags=tags, fields=fields)
+        path = self.directory / "hostasset" / (key + ".xml")
         if self._hit(path):
             return path
         started = time.perf_counter()
-        body = render_hostasset_page(assets, has_more=has_more, last_id=last_id, tags=tags)
+        body = render_hostasset_page(assets, has_more=has_more, last_id=last_id, tags=tags, fields=fields)
         self._store(path, body, time.perf_counter() - started)
         return path
 
@@ -197,6 +204,14 @@ class PageCache:
         return sum(p.stat().st_size for sub in ("hostasset", "kb") for p in (self.directory / sub).iterdir())
 
 
+def _fields_key(fields: FieldTree | None) -> str:
+    """A stable text for a fields tree (None: whole records)."""
+    if fields is None:
+        return "*"
+    inner = (f"{name}{_fields_key(child) if child is not None else ''}" for name, child in sorted(fields.items()))
+    return "(" + ",".join(inner) + ")"
+
+
 def _kb_list(vulns: Sequence[SimVuln]) -> bytes | None:
     """The ``<VULN_LIST>`` part of ``render_kb(vulns)``, cut out with only the public renderer."""
     full = render_kb(vulns, keepalive_prefix=False, now=_KB_STAMP)
@@ -230,12 +245,14 @@ def warm(
     modified_after: datetime | None = None,
     page_size: int = 100,
     kb_batches: Iterable[Sequence[int]] = (),
+    fields: FieldTree | None = None,
 ) -> WarmupReport:
     """Render (or find on disk) every body a full-window sync will ask ``sim`` for, without HTTP.
 
     Walks the hostasset keyset chain for ``updated GREATER modified_after`` (default: the
-    estate's lookback window) at ``page_size`` through the same search the server answers,
-    and caches the KnowledgeBase answer for each batch of QIDs in ``kb_batches``.
+    estate's lookback window) at ``page_size`` through the same search the server answers (with
+    ``fields``, the hostasset ``<fields>`` the sync asks for), and caches the KnowledgeBase answer
+    for each batch of QIDs in ``kb_batches``.
     """
     estate = sim.estate
     started = time.perf_counter()
@@ -253,7 +270,8 @@ def warm(
         assets += len(page)
         if page:
             last_id = page[-1].id if has_more else None
-            ha_bytes += cache.hostasset(page, has_more=has_more, last_id=last_id, tags=estate.tags).stat().st_size
+            body = cache.hostasset(page, has_more=has_more, last_id=last_id, tags=estate.tags, fields=fields)
+            ha_bytes += body.stat().st_size
         if not has_more or not page:
             break
         after = page[-1].id

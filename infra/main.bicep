@@ -66,6 +66,9 @@ param qualysPageSize int = 200
 @description('QUALYS_ASSET_PARTITIONS: id ranges of the host asset search pulled at the same time (1: one sequential chain).')
 param qualysAssetPartitions int = 1
 
+@description('QUALYS_LIMIT_FIELDS: ask Qualys for only the host asset and tag fields the connector keeps (a platform that rejects it is asked again for whole records).')
+param qualysLimitFields bool = true
+
 @minValue(0)
 @description('QUALYS_MAX_RETRY_WAIT_SECONDS: upper bound on the total time one run spends waiting before retries.')
 param qualysMaxRetryWaitSeconds int = 900
@@ -356,6 +359,7 @@ var appSettings = {
   QUALYS_LOOKBACK_DAYS: string(qualysLookbackDays)
   QUALYS_PAGE_SIZE: string(qualysPageSize)
   QUALYS_ASSET_PARTITIONS: string(qualysAssetPartitions)
+  QUALYS_LIMIT_FIELDS: qualysLimitFields ? 'true' : 'false'
   QUALYS_MAX_RETRY_WAIT_SECONDS: string(qualysMaxRetryWaitSeconds)
   OUTPUT_STORAGE_ACCOUNT_URL: outputStorage.outputs.blobEndpoint
   OUTPUT_CONTAINER: outputContainer

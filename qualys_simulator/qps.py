@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from xml.etree.ElementTree import ParseError
+from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
@@ -46,20 +46,33 @@ class Criterion:
     value: str
 
 
+#: The ``fields`` of a request: element name -> the children asked for, or None for the whole element.
+FieldTree = dict[str, "FieldTree | None"]
+
+
+def field_tree(element: Element) -> FieldTree:
+    """``<a/>`` -> ``{"a": None}`` (whole element); ``<a><b/></a>`` -> ``{"a": {"b": None}}`` (only those children)."""
+    return {child.tag: (field_tree(child) if len(child) else None) for child in element}
+
+
 @dataclass
 class SearchRequest:
     criteria: list[Criterion] = field(default_factory=list)
     preferences: dict[str, str] = field(default_factory=dict)
+    #: "Limit your results": the elements asked for, by object (``{"HostAsset": {...}}``); None: everything.
+    fields: FieldTree | None = None
     #: A malformed body is reported only after authentication, like any other answer.
     error: SearchError | None = None
 
     def summary(self) -> dict[str, str]:
-        """For the request log: ``{"updated GREATER": "...", "id GREATER": "...", "limitResults": "..."}``."""
+        """For the request log: ``{"updated GREATER": "...", "id GREATER": "...", "limitResults": "...", "fields": "..."}``."""
         out: dict[str, str] = {}
         for c in self.criteria:
             key = f"{c.field} {c.operator}"
             out[key] = f"{out[key]};{c.value}" if key in out else c.value
         out.update(self.preferences)
+        if self.fields is not None:
+            out["fields"] = ",".join(sorted(self.fields))
         return out
 
 
@@ -78,6 +91,9 @@ def parse_search(body: bytes) -> SearchRequest:
     if prefs is not None:
         for child in prefs:
             request.preferences[child.tag] = (child.text or "").strip()
+    limited = root.find("fields")
+    if limited is not None:
+        request.fields = field_tree(limited)
     for crit in root.iterfind("filters/Criteria"):
         request.criteria.append(
             Criterion(crit.get("field", ""), crit.get("operator", "").upper(), (crit.text or "").strip())

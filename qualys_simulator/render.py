@@ -13,9 +13,13 @@ import functools
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
+from defusedxml import ElementTree as SafeElementTree
+
 from .estate import TAG_CATALOGUE, SimAsset, SimCloudSource, SimInterface, SimTag, SimVuln
+from .qps import FieldTree
 
 _HOST = "https://qualysapi.qg3.apps.qualys.com"
 _DateFmt = Callable[[datetime], str]
@@ -136,8 +140,10 @@ def render_hostasset_page(
     has_more: bool,
     last_id: int | None,
     tags: Mapping[int, SimTag] | None = None,
+    fields: FieldTree | None = None,
 ) -> bytes:
-    """One ``/search/am/hostasset`` page. ``tags`` names the TagSimple ids (default: the fixed catalogue)."""
+    """One ``/search/am/hostasset`` page. ``tags`` names the TagSimple ids (default: the fixed catalogue);
+    ``fields`` (the request's ``<fields><HostAsset>``) keeps only the elements asked for."""
     if not assets:
         return (_qps_open("2.0/am/hostasset.xsd") + _SUCCESS_EMPTY).encode()
     names = {t.id: t.name for t in tags.values()} if tags is not None else _CATALOGUE_NAMES
@@ -151,9 +157,34 @@ def render_hostasset_page(
         parts.append(f"  <lastId>{last_id}</lastId>\n")
     parts.append("  <data>\n")
     for asset in assets:
-        _host_asset(asset, names, dates, parts)
+        if fields is None:
+            _host_asset(asset, names, dates, parts)
+        else:
+            whole: list[str] = []
+            _host_asset(asset, names, dates, whole, fields)
+            parts.append(limited("".join(whole), fields, level=2))
     parts.append("  </data>\n</ServiceResponse>")
     return "".join(parts).encode()
+
+
+def limited(element_xml: str, fields: FieldTree, level: int) -> str:
+    """``element_xml`` with only the children ``fields`` asks for (recursively), re-indented at ``level``.
+
+    The simulator's reading of Qualys's "Limit your results" (docs/qualys-api.md §2.7): an element
+    named with no children is kept whole; one named with children keeps only those; others go.
+    """
+    root = SafeElementTree.fromstring(element_xml)
+    _keep_only(root, fields)
+    ElementTree.indent(root, space="  ", level=level)
+    return "  " * level + ElementTree.tostring(root, encoding="unicode") + "\n"
+
+
+def _keep_only(node: ElementTree.Element, fields: FieldTree) -> None:
+    for child in list(node):
+        if child.tag not in fields:
+            node.remove(child)
+        elif (inner := fields[child.tag]) is not None:
+            _keep_only(child, inner)
 
 
 def render_count(count: int) -> bytes:
@@ -175,8 +206,15 @@ def _opt(tag: str, value: str | None, h: int, indent: str = "      ") -> str:
     return f"{indent}<{tag}>{escape(value)}</{tag}>\n"
 
 
-def _host_asset(a: SimAsset, tag_names: Mapping[int, str], dates: dict[datetime, str], out: list[str]) -> None:
+def _host_asset(
+    a: SimAsset, tag_names: Mapping[int, str], dates: dict[datetime, str], out: list[str], fields: FieldTree | None = None
+) -> None:
+    """Appends one ``<HostAsset>``; with ``fields``, the bulky lists nobody asked for are not even rendered."""
     h = _mix(a.id)
+
+    def wanted(*names: str) -> bool:
+        return fields is None or any(name in fields for name in names)
+
     windows = bool(a.os and "Windows" in a.os)
     agent = a.kind == "agent"
 
@@ -235,7 +273,9 @@ def _host_asset(a: SimAsset, tag_names: Mapping[int, str], dates: dict[datetime,
             "      <biosDescription>Xen 4.2.amazon 08/24/2006</biosDescription>\n"
         )
     empty_lists = h % 3 == 0
-    if a.open_ports:
+    if not wanted("openPort"):
+        pass
+    elif a.open_ports:
         out.append("      <openPort>\n        <list>\n")
         for port in a.open_ports:
             proto = "UDP" if port in (68, 123, 161) else "TCP"
@@ -246,7 +286,9 @@ def _host_asset(a: SimAsset, tag_names: Mapping[int, str], dates: dict[datetime,
         out.append("        </list>\n      </openPort>\n")
     elif empty_lists:
         out.append("      <openPort>\n        <list/>\n      </openPort>\n")
-    if a.software_count:
+    if not wanted("software"):
+        pass
+    elif a.software_count:
         out.append("      <software>\n        <list>\n")
         out.append(_software(a, windows))
         out.append("        </list>\n      </software>\n")
@@ -264,7 +306,7 @@ def _host_asset(a: SimAsset, tag_names: Mapping[int, str], dates: dict[datetime,
         out.append("        </list>\n      </vuln>\n")
     elif empty_lists:
         out.append("      <vuln>\n        <list/>\n      </vuln>\n")
-    if agent:
+    if agent and wanted("processor", "volume", "account"):
         out.append(_agent_inventory(windows, h))
     out.append(_interfaces(a, windows))
     if a.cloud is None or a.cloud.provider != "AZURE":
@@ -420,8 +462,8 @@ def _source_info(a: SimAsset, c: SimCloudSource, noise: str | None, d: _DateFmt)
 # --------------------------------------------------------------------------- tags, errors, version
 
 
-def render_tag_page(tags: Iterable[SimTag]) -> bytes:
-    """``/search/am/tag`` records; ``criticalityScore`` only for tags that carry one."""
+def render_tag_page(tags: Iterable[SimTag], fields: FieldTree | None = None) -> bytes:
+    """``/search/am/tag`` records; ``criticalityScore`` only for tags that carry one; ``fields`` as for hostassets."""
     records = list(tags)
     if not records:
         return (_qps_open("2.0/am/tag.xsd") + _SUCCESS_EMPTY).encode()
@@ -434,11 +476,12 @@ def render_tag_page(tags: Iterable[SimTag]) -> bytes:
         h = _mix(t.id)
         stamp = f"20{18 + h % 5}-0{1 + h % 9}-1{h % 10}T0{h % 10}:1{h % 10}:2{h % 10}Z"
         crit = f"      <criticalityScore>{t.criticality}</criticalityScore>\n" if t.criticality is not None else ""
-        parts.append(
+        tag = (
             f"    <Tag>\n      <id>{t.id}</id>\n      <name>{escape(t.name)}</name>\n"
             f"      <created>{stamp}</created>\n      <modified>{stamp}</modified>\n"
             f"      <color>#{h & 0xFFFFFF:06X}</color>\n      <ruleType>STATIC</ruleType>\n{crit}    </Tag>\n"
         )
+        parts.append(tag if fields is None else limited(tag, fields, level=2))
     parts.append("  </data>\n</ServiceResponse>")
     return "".join(parts).encode()
 

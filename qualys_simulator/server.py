@@ -32,7 +32,7 @@ from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from .estate import Estate, SimAsset, SimTag, SimVuln
-from .qps import SearchError, SearchRequest, count_assets, parse_search, search_assets, search_tags
+from .qps import FieldTree, SearchError, SearchRequest, count_assets, parse_search, search_assets, search_tags
 from .render import (
     NOT_FOUND_HTML,
     render_count,
@@ -200,7 +200,13 @@ class BodyCache(Protocol):
     """Rendered bodies kept on disk and streamed from there (the benchmark's ``bench.page_cache``)."""
 
     def hostasset(
-        self, assets: Sequence[SimAsset], *, has_more: bool, last_id: int | None, tags: Mapping[int, SimTag] | None = None
+        self,
+        assets: Sequence[SimAsset],
+        *,
+        has_more: bool,
+        last_id: int | None,
+        tags: Mapping[int, SimTag] | None = None,
+        fields: FieldTree | None = None,
     ) -> Path: ...
 
     def kb(self, vulns: Sequence[SimVuln], *, keepalive_prefix: bool, now: datetime) -> CachedKbBody | None: ...
@@ -228,6 +234,7 @@ class QualysSimulator:
         port: int = 0,
         page_cache: BodyCache | None = None,
         tls: ssl.SSLContext | None = None,
+        fields_supported: bool = True,
     ) -> None:
         self.estate = estate
         self.username = username
@@ -241,6 +248,8 @@ class QualysSimulator:
         self.page_cache = page_cache
         #: Serve HTTPS with this server context (as the real API does) instead of plain HTTP.
         self.tls = tls
+        #: False: a search with ``<fields>`` is refused with INVALID_REQUEST (a platform without "Limit your results").
+        self.fields_supported = fields_supported
         self.peak_concurrency: dict[str, int] = {}
         self._port = port
         self._lock = threading.Lock()
@@ -490,17 +499,24 @@ class QualysSimulator:
         if not self.asset_permission:
             return _Reply(200, _qps_unauthorized(), _QPS_XML)
         try:
+            if search.fields is not None and not self.fields_supported:
+                raise SearchError(
+                    "Unrecognized element 'fields' in the ServiceRequest.", "Remove 'fields' to get whole records."
+                )
             if endpoint == "tag":
-                body = render_tag_page(search_tags(self.estate, search))
+                body = render_tag_page(search_tags(self.estate, search), _object_fields(search, "Tag"))
             elif endpoint == "count":
                 body = render_count(count_assets(self.estate, search))
             else:
                 page, has_more = search_assets(self.estate, search)
                 last_id = page[-1].id if has_more and page else None
+                fields = _object_fields(search, "HostAsset")
                 if self.page_cache is not None and page:
-                    path = self.page_cache.hostasset(page, has_more=has_more, last_id=last_id, tags=self.estate.tags)
+                    path = self.page_cache.hostasset(
+                        page, has_more=has_more, last_id=last_id, tags=self.estate.tags, fields=fields
+                    )
                     return _Reply(200, b"", _QPS_XML, file=path)
-                body = render_hostasset_page(page, has_more=has_more, last_id=last_id, tags=self.estate.tags)
+                body = render_hostasset_page(page, has_more=has_more, last_id=last_id, tags=self.estate.tags, fields=fields)
         except SearchError as err:
             body = render_qps_error("INVALID_REQUEST", err.message, err.resolution)
         return _Reply(200, body, _QPS_XML)
@@ -517,6 +533,13 @@ class QualysSimulator:
             if cached is not None:
                 return _Reply(200, cached.head, _API_XML, file=cached.list_file, suffix=cached.tail)
         return _Reply(200, render_kb(vulns, keepalive_prefix=self.keepalive_prefix), _API_XML)
+
+
+def _object_fields(search: SearchRequest, name: str) -> FieldTree | None:
+    """The ``fields`` asked for an object (``<fields><HostAsset>...``); None: whole records."""
+    if search.fields is None:
+        return None
+    return search.fields.get(name) or {}
 
 
 def _qps_unauthorized() -> bytes:
@@ -544,6 +567,7 @@ class _Server(ThreadingHTTPServer):
         handler: type[BaseHTTPRequestHandler],
         sim: QualysSimulator,
         tls: ssl.SSLContext | None = None,
+        fields_supported: bool = True,
     ) -> None:
         self.sim = sim
         self.tls = tls

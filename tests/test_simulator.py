@@ -457,3 +457,25 @@ def test_touch_and_update_kb_drive_an_incremental_run(estate: Estate) -> None:
         assert [v.findtext("QID") for v in fromstring(r.content.lstrip()).iterfind("RESPONSE/VULN_LIST/VULN")] == [
             str(qid)
         ]
+
+
+def test_fields_return_only_what_was_asked(sim: QualysSimulator, estate: Estate) -> None:
+    vuln = "<vuln><list><HostAssetVuln><qid/></HostAssetVuln></list></vuln>"
+    fields = f"<fields><HostAsset><id/>{vuln}<sourceInfo/></HostAsset></fields>"
+    plain = search_body(("updated", "GREATER", "2000-01-01T00:00:00Z"), limit=20)
+    limited = fromstring(session().post(sim.url + HOSTASSET, data=plain.replace("<filters>", fields + "<filters>")).content)
+    whole = fromstring(session().post(sim.url + HOSTASSET, data=plain).content)
+    assert [c.tag for c in limited][:3] == ["responseCode", "count", "hasMoreRecords"]  # the envelope stays
+    for small, big in zip(limited.iterfind("data/HostAsset"), whole.iterfind("data/HostAsset"), strict=True):
+        assert {child.tag for child in small} <= {"id", "vuln", "sourceInfo"}
+        assert small.findtext("id") == big.findtext("id")
+        assert [q.text for q in small.iterfind("vuln/list/HostAssetVuln/qid")] == [
+            q.text for q in big.iterfind("vuln/list/HostAssetVuln/qid")
+        ]
+        assert not small.findall("vuln/list/HostAssetVuln/firstFound")  # only the children asked for
+        big_source, small_source = big.find("sourceInfo"), small.find("sourceInfo")
+        if big_source is not None:  # an element asked for whole comes whole
+            assert small_source is not None and len(list(small_source.iter())) == len(list(big_source.iter()))
+    tag_search = "<ServiceRequest><fields><Tag><id/></Tag></fields></ServiceRequest>"
+    tags = session().post(sim.url + "/qps/rest/2.0/search/am/tag", data=tag_search)
+    assert {child.tag for tag in fromstring(tags.content).iterfind("data/Tag") for child in tag} == {"id"}

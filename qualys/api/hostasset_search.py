@@ -17,7 +17,7 @@ from pyexpat import XMLParserType
 
 from qualys.api.assets import QID_LIMIT, AssetPage, Findings, RawAsset, RawInterface, shared
 from qualys.api.client import QualysClient
-from qualys.api.qps import Criterion, search
+from qualys.api.qps import Criterion, FieldLimit, Fields, search
 from qualys.api.refusals import qps_response_error
 from qualys.api.xmlstream import Readable, SectionSkipper, TargetFeeder
 from qualys.errors import ResponseFormatError
@@ -50,11 +50,16 @@ def search_criteria(modified_after: str, after_id: int | None = None, before_id:
 
 
 def fetch_page(
-    client: QualysClient, modified_after: str, page_size: int, after_id: int | None, before_id: int | None = None
+    client: QualysClient,
+    modified_after: str,
+    page_size: int,
+    after_id: int | None,
+    before_id: int | None = None,
+    limit: FieldLimit | None = None,
 ) -> AssetPage:
     """One page of host assets modified after ``modified_after`` with ``after_id < id < before_id``."""
     criteria = search_criteria(modified_after, after_id, before_id)
-    return search(client, HOSTASSET_SEARCH_PATH, ENDPOINT, criteria, page_size, parse_page)
+    return search(client, HOSTASSET_SEARCH_PATH, ENDPOINT, criteria, page_size, parse_page, fields=HOSTASSET_FIELDS, limit=limit)
 
 
 #: HostAsset children kept as text, by element name -> RawAsset attribute.
@@ -71,8 +76,30 @@ _SECTIONS = {
     "sourceInfo": frozenset({"privateIpAddress", "publicIpAddress", "macAddress"}),
     "vuln": frozenset({"qid", "hostInstanceVulnId", "firstFound", "lastFound"}),
 }
+#: The element of one list item per section; None: items of several kinds (EC2, Azure, GCP, ... sources).
+_SECTION_ITEMS = {"tags": "TagSimple", "networkInterface": "HostAssetInterface", "sourceInfo": None, "vuln": "HostAssetVuln"}
 #: Inventory lists dropped from the byte stream unparsed (see SectionSkipper): the bulk of agent hosts.
 _SKIPPED_SECTIONS = ("software", "openPort")
+
+
+def _fields() -> Fields:
+    """The ``fields`` to ask for: exactly what the parser keeps, read from its own tables (one source).
+
+    A section whose items come in several kinds (``sourceInfo``) is asked for whole: naming each kind
+    would silently lose the addresses of a kind Qualys adds later.
+    """
+    fields: dict[str, Fields | None] = dict.fromkeys(_SCALARS)
+    fields["agentInfo"] = {"agentId": None}
+    for section, wanted in _SECTIONS.items():
+        item = _SECTION_ITEMS[section]
+        fields[section] = None if item is None else {"list": {item: dict.fromkeys(sorted(wanted))}}
+    return {"HostAsset": fields}
+
+
+#: ``fields`` of a hostasset search (QUALYS_LIMIT_FIELDS): an agent host drops from ~100 KB to its findings.
+HOSTASSET_FIELDS = _fields()
+#: ``fields`` of the id-range probe, which only needs the id.
+ID_FIELDS: Fields = {"HostAsset": {"id": None}}
 _ROOT_FIELDS = frozenset({"responseCode", "hasMoreRecords", "lastId"})
 
 

@@ -15,8 +15,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from qualys.api.assets import AssetPage
 from qualys.api.client import BodyReader, QualysClient
-from qualys.api.hostasset_search import ENDPOINT, HOSTASSET_SEARCH_PATH, HostAssetReader, PageHeader, search_criteria
-from qualys.api.qps import search
+from qualys.api.hostasset_search import (
+    ENDPOINT,
+    HOSTASSET_FIELDS,
+    HOSTASSET_SEARCH_PATH,
+    HostAssetReader,
+    PageHeader,
+    search_criteria,
+)
+from qualys.api.qps import FieldLimit, search
 from qualys.errors import ConnectorError
 
 #: Pages fetched or in flight beyond the one being consumed. Two keep the chain busy while the sync
@@ -37,8 +44,10 @@ class PagePrefetcher:
         after_id: int | None,
         read_ahead: int = DEFAULT_READ_AHEAD,
         before_id: int | None = None,
+        limit: FieldLimit | None = None,
     ) -> None:
         self._client = client
+        self._limit = limit
         self._modified_after = modified_after
         self._page_size = page_size
         self._first_after = after_id
@@ -69,7 +78,10 @@ class PagePrefetcher:
                 reader.close()
 
         criteria = search_criteria(self._modified_after, after_id, self._before_id)
-        return search(self._client, HOSTASSET_SEARCH_PATH, ENDPOINT, criteria, self._page_size, parse)
+        return search(
+            self._client, HOSTASSET_SEARCH_PATH, ENDPOINT, criteria, self._page_size, parse,
+            fields=HOSTASSET_FIELDS, limit=self._limit,
+        )
 
     def _header_read(self, after_id: int | None, header: PageHeader) -> None:
         """The page after ``after_id`` named the next one: request it now, or as soon as read-ahead allows."""

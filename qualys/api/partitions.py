@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass
 from qualys.api.assets import AssetPage
 from qualys.api.client import QualysClient
 from qualys.api.hostasset_search import ENDPOINT as HOSTASSET_ENDPOINT
-from qualys.api.hostasset_search import HOSTASSET_SEARCH_PATH, parse_page, search_criteria
+from qualys.api.hostasset_search import HOSTASSET_SEARCH_PATH, ID_FIELDS, parse_page, search_criteria
 from qualys.api.paging import DEFAULT_READ_AHEAD, PagePrefetcher, next_after_id
-from qualys.api.qps import search
+from qualys.api.qps import FieldLimit, search
 from qualys.api.refusals import qps_response_error
 from qualys.api.xmlstream import Readable, iter_events, text_of
 from qualys.errors import (
@@ -123,10 +123,13 @@ def count_assets(client: QualysClient, modified_after: str) -> int:
     return search(client, HOSTASSET_COUNT_PATH, COUNT_ENDPOINT, search_criteria(modified_after), 1, parse_count)
 
 
-def asset_id_at(client: QualysClient, modified_after: str, rank: int) -> int | None:
+def asset_id_at(client: QualysClient, modified_after: str, rank: int, limit: FieldLimit | None = None) -> int | None:
     """The id of the window's asset at 1-based ``rank`` in id order (None past the end)."""
     criteria = search_criteria(modified_after)
-    page = search(client, HOSTASSET_SEARCH_PATH, HOSTASSET_ENDPOINT, criteria, 1, parse_page, start_from_offset=rank)
+    page = search(
+        client, HOSTASSET_SEARCH_PATH, HOSTASSET_ENDPOINT, criteria, 1, parse_page,
+        start_from_offset=rank, fields=ID_FIELDS, limit=limit,
+    )
     return page.assets[0].id if page.assets else None
 
 
@@ -136,7 +139,9 @@ def boundary_ranks(total: int, partitions: int, page_size: int) -> list[int]:
     return [j * total // wanted + 1 for j in range(1, wanted)]
 
 
-def plan_ranges(client: QualysClient, modified_after: str, partitions: int, page_size: int) -> list[IdRange]:
+def plan_ranges(
+    client: QualysClient, modified_after: str, partitions: int, page_size: int, limit: FieldLimit | None = None
+) -> list[IdRange]:
     """Id ranges for ``partitions`` concurrent chains; one unbounded range when splitting cannot pay.
 
     A window that fits in fewer pages than partitions gets fewer ranges (never more
@@ -152,7 +157,8 @@ def plan_ranges(client: QualysClient, modified_after: str, partitions: int, page
         if not ranks:
             return [IdRange()]
         with ThreadPoolExecutor(max_workers=len(ranks), thread_name_prefix="qualys-probe") as pool:
-            bounds = [b for b in pool.map(lambda rank: asset_id_at(client, modified_after, rank), ranks) if b is not None]
+            found = pool.map(lambda rank: asset_id_at(client, modified_after, rank, limit), ranks)
+            bounds = [bound for bound in found if bound is not None]
     except _FATAL:
         raise
     except ConnectorError as exc:
@@ -190,8 +196,10 @@ class PartitionedPages:
         page_size: int,
         ranges: list[IdRange],
         read_ahead: int = DEFAULT_READ_AHEAD,
+        limit: FieldLimit | None = None,
     ) -> None:
         self._client = client
+        self._limit = limit
         self._modified_after = modified_after
         self._page_size = page_size
         self._open = [(index, r) for index, r in enumerate(ranges) if not r.done]
@@ -201,7 +209,8 @@ class PartitionedPages:
 
     def _chain(self, r: IdRange) -> PagePrefetcher:
         return PagePrefetcher(
-            self._client, self._modified_after, self._page_size, r.after, read_ahead=self._read_ahead, before_id=r.below
+            self._client, self._modified_after, self._page_size, r.after,
+            read_ahead=self._read_ahead, before_id=r.below, limit=self._limit,
         )
 
     @property

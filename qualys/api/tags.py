@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from xml.etree.ElementTree import Element
 
 from qualys.api.client import QualysClient
-from qualys.api.qps import Criterion, search
+from qualys.api.qps import Criterion, FieldLimit, Fields, search
 from qualys.api.refusals import qps_response_error
 from qualys.api.xmlstream import Readable, child_text, iter_events, text_of
 
@@ -20,6 +20,8 @@ ENDPOINT = "tag"
 DEFAULT_CRITICALITY = 2
 #: Tags per ``id IN`` search; Qualys pages QPS results at up to 1000 records.
 TAG_BATCH_SIZE = 500
+#: ``fields`` of a tag search: criticality needs the score alone (a tag can carry long lists of child tags).
+TAG_FIELDS: Fields = {"Tag": {"id": None, "criticalityScore": None}}
 
 
 def parse_tags(body: Readable) -> tuple[dict[str, int | None], bool, str | None]:
@@ -69,8 +71,9 @@ def _score(value: str | None) -> int | None:
 class TagCriticality:
     """Looks tags up once per run and answers an asset's criticality."""
 
-    def __init__(self, client: QualysClient, batch_size: int = TAG_BATCH_SIZE) -> None:
+    def __init__(self, client: QualysClient, batch_size: int = TAG_BATCH_SIZE, limit: FieldLimit | None = None) -> None:
         self._client = client
+        self._limit = limit
         self._batch_size = batch_size
         self._scores: dict[str, int | None] = {}
         self._queued: set[str] = set()
@@ -99,7 +102,9 @@ class TagCriticality:
             criteria = [Criterion("id", "IN", ",".join(batch))]
             if after is not None:
                 criteria.append(Criterion("id", "GREATER", after))
-            scores, has_more, last_id = search(self._client, TAG_SEARCH_PATH, ENDPOINT, criteria, len(batch), parse_tags)
+            scores, has_more, last_id = search(
+                self._client, TAG_SEARCH_PATH, ENDPOINT, criteria, len(batch), parse_tags, fields=TAG_FIELDS, limit=self._limit
+            )
             self._scores.update(scores)
             if not has_more or last_id is None:
                 return

@@ -52,6 +52,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "1",
     ),
     SettingSpec(
+        "QUALYS_LIMIT_FIELDS",
+        "Ask Qualys for only the host asset and tag fields the connector keeps (true/false): an agent host's "
+        "software, port and inventory lists are never sent. A platform that rejects the request's 'fields' "
+        "element is asked again without it (one warning per run).",
+        "true",
+    ),
+    SettingSpec(
         "QUALYS_MAX_RETRY_WAIT_SECONDS",
         "Upper bound on the total time one run spends waiting before retries.",
         "900",

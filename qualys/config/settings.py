@@ -47,6 +47,8 @@ class SyncSettings:
     output: OutputTarget
     #: Id ranges of the host asset search pulled concurrently (1: one sequential keyset chain).
     asset_partitions: int = 1
+    #: Ask for only the fields the connector keeps (QPS ``fields``); off: whole records.
+    limit_fields: bool = True
 
 
 class SettingsReader:
@@ -157,4 +159,5 @@ def load_sync_settings(
         max_retry_wait_seconds=float(reader.integer("QUALYS_MAX_RETRY_WAIT_SECONDS", 0, 86400)),
         output=load_output(reader, output_dir),
         asset_partitions=asset_partitions(reader),
+        limit_fields=reader.boolean("QUALYS_LIMIT_FIELDS"),
     )

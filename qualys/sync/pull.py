@@ -17,6 +17,7 @@ from qualys.api.assets import RawAsset
 from qualys.api.kb_lookups import KnowledgeBaseLookups
 from qualys.api.knowledge_base import KbEntry
 from qualys.api.partitions import PartitionedPages, plan_ranges
+from qualys.api.qps import FieldLimit
 from qualys.api.tags import TagCriticality
 from qualys.output.lock import LockHandle
 from qualys.sync.checkpoint import Checkpoint
@@ -44,7 +45,8 @@ class PagePull:
         self._checkpoint = checkpoint
         self._lock = lock
         self._cutoff = parse_datetime(checkpoint.modified_after)
-        self._tags = TagCriticality(client)
+        self._fields = FieldLimit(run.settings.limit_fields)
+        self._tags = TagCriticality(client, limit=self._fields)
         self._lookups = KnowledgeBaseLookups(client)
         self._kb_store = KnowledgeBaseStore(state, f"{checkpoint.run_id}-r{checkpoint.resumes}")
         #: QID -> the KnowledgeBase members of its finding records, rendered once (records.kb_fragment).
@@ -121,12 +123,14 @@ class PagePull:
         checkpoint, settings = self._checkpoint, self._settings
         if not checkpoint.ranges:
             checkpoint.ranges = plan_ranges(
-                self._client, checkpoint.modified_after, settings.asset_partitions, settings.page_size
+                self._client, checkpoint.modified_after, settings.asset_partitions, settings.page_size, self._fields
             )
             self._state.save_checkpoint(checkpoint)
             if len(checkpoint.ranges) > 1:
                 log.info("host asset search split into %d id ranges: %s", len(checkpoint.ranges), checkpoint.position())
-        return PartitionedPages(self._client, checkpoint.modified_after, settings.page_size, checkpoint.ranges)
+        return PartitionedPages(
+            self._client, checkpoint.modified_after, settings.page_size, checkpoint.ranges, limit=self._fields
+        )
 
     def _load_knowledge_base(self) -> None:
         """The cached entries, brought up to date with what Qualys changed since the cache's last refresh."""
