@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,7 +47,7 @@ def output_files(root: Path, run_id: str) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def both_ways(estate: Estate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[bool, tuple[SyncResult, Path, int]]]:
+def both_ways(estate: Estate, tmp_path_factory: pytest.TempPathFactory) -> dict[bool, tuple[SyncResult, Path, int]]:
     """The same estate synced with and without field limiting: (result, output folder, bytes Qualys sent)."""
     runs = {}
     for limit in (True, False):
@@ -58,7 +57,7 @@ def both_ways(estate: Estate, tmp_path_factory: pytest.TempPathFactory) -> Itera
             fields_asked = [r.params.get("fields") for r in sim.requests if r.endpoint in ("hostasset", "tag")]
             assert fields_asked and all((asked is not None) is limit for asked in fields_asked), fields_asked
             runs[limit] = (result, out, sum(r.bytes_sent for r in sim.requests))
-    yield runs
+    return runs
 
 
 def test_limited_fields_lose_not_a_single_value(both_ways: dict[bool, tuple[SyncResult, Path, int]], estate: Estate) -> None:
