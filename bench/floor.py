@@ -41,11 +41,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from qualys.api.hostasset_search import HOSTASSET_SEARCH_PATH, search_criteria
+from qualys.api.hostasset_search import HOSTASSET_FIELDS, HOSTASSET_SEARCH_PATH, ID_FIELDS, search_criteria
 from qualys.api.knowledge_base import KB_PATH
 from qualys.api.partitions import HOSTASSET_COUNT_PATH, IdRange, boundary_ranks, ranges_from_bounds
-from qualys.api.qps import Criterion, service_request
-from qualys.api.tags import TAG_SEARCH_PATH
+from qualys.api.qps import Criterion, Fields, service_request
+from qualys.api.tags import TAG_FIELDS, TAG_SEARCH_PATH
 
 _LAST_ID = re.compile(rb"<lastId>\s*(\d+)\s*</lastId>")
 _COUNT = re.compile(rb"<count>\s*(\d+)\s*</count>")
@@ -55,11 +55,22 @@ _CHUNK = 1 << 20
 HeadCallback = Callable[[bytes], None]
 
 
+#: As for the sync: QUALYS_LIMIT_FIELDS (default true) asks for only the fields the connector keeps.
+LIMIT_FIELDS = os.environ.get("QUALYS_LIMIT_FIELDS", "true").strip().lower() in ("1", "true", "yes", "on")
+
+
 def search_body(
-    modified_after: str, limit: int, after_id: int | None, before_id: int | None = None, *, start_offset: int | None = None
+    modified_after: str,
+    limit: int,
+    after_id: int | None,
+    before_id: int | None = None,
+    *,
+    start_offset: int | None = None,
+    fields: Fields | None = HOSTASSET_FIELDS,
 ) -> bytes:
-    """The sync's own hostasset ``ServiceRequest`` body."""
-    return service_request(search_criteria(modified_after, after_id, before_id), limit, start_offset)
+    """The sync's own hostasset ``ServiceRequest`` body (with its ``fields`` while QUALYS_LIMIT_FIELDS is on)."""
+    asked = fields if LIMIT_FIELDS else None
+    return service_request(search_criteria(modified_after, after_id, before_id), limit, start_offset, asked)
 
 
 @dataclass
@@ -190,7 +201,7 @@ class Floor:
         def keep(first: bytes) -> None:
             seen.append(first)
 
-        body = search_body(modified_after, 1, None)
+        body = search_body(modified_after, 1, None, fields=None)
         if self.post("count", HOSTASSET_COUNT_PATH, body, "text/xml", keep) != 200 or not (found := _COUNT.search(seen[0])):
             raise RuntimeError("count request failed")
         ranks = boundary_ranks(int(found.group(1)), partitions, page_size)
@@ -199,7 +210,7 @@ class Floor:
 
         def at(rank: int) -> int:
             heads: list[bytes] = []
-            request = search_body(modified_after, 1, None, start_offset=rank)
+            request = search_body(modified_after, 1, None, start_offset=rank, fields=ID_FIELDS)
             status = self.post("hostasset", HOSTASSET_SEARCH_PATH, request, "text/xml", heads.append, (b"</id>",))
             hit = _FIRST_ASSET_ID.search(heads[0]) if status == 200 and heads else None
             if hit is None:
@@ -243,7 +254,7 @@ class Floor:
         if not tag_ids:
             return
         ids = ",".join(map(str, sorted(tag_ids)))
-        body = service_request([Criterion("id", "IN", ids)], len(tag_ids))
+        body = service_request([Criterion("id", "IN", ids)], len(tag_ids), fields=TAG_FIELDS if LIMIT_FIELDS else None)
         status = self.post("tag", TAG_SEARCH_PATH, body, "text/xml")
         if status != 200:
             self.errors.append(f"tag search: HTTP {status}")

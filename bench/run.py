@@ -48,12 +48,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from defusedxml.ElementTree import fromstring
+
 from bench.page_cache import PageCache
 from bench.page_cache import warm as warm_page_cache
+from qualys.api.hostasset_search import HOSTASSET_FIELDS
 from qualys.api.knowledge_base import KB_BATCH_SIZE
+from qualys.api.qps import fields_xml
 from qualys.api.tags import TAG_BATCH_SIZE
 from qualys.timestamps import parse_datetime
 from qualys_simulator.estate import Estate
+from qualys_simulator.qps import FieldTree, field_tree
 from qualys_simulator.server import Latency, QualysSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +77,8 @@ MB = 1_000_000
 #: Built-ins whose time is waiting, not work: kept out of the profile's self-time ranking.
 _BLOCKING = re.compile(r"acquire|recv|sleep|wait|select|poll|SimpleQueue' objects|connect|getaddrinfo|sendall|fsync")
 MIB = 1024 * 1024
+#: The ``<fields>`` the sync asks for, as the simulator (and its page cache) reads them.
+LIMITED_FIELDS: FieldTree = field_tree(fromstring(f"<fields>{fields_xml(HOSTASSET_FIELDS)}</fields>"))["HostAsset"] or {}
 
 
 class BenchError(Exception):
@@ -220,6 +227,8 @@ class Phase:
     #: Id ranges of the host asset search (QUALYS_ASSET_PARTITIONS); a sync compares with the floor of the same.
     partitions: int = 1
     is_floor: bool = False
+    #: Asked Qualys for whole records (QUALYS_LIMIT_FIELDS=false); compared with the floor of the same.
+    whole: bool = False
 
 
 @dataclass
@@ -380,7 +389,10 @@ class SizeBench:
         )
         with sim:
             kb_batches = [qids[i : i + KB_BATCH_SIZE] for i in range(0, len(qids), KB_BATCH_SIZE)]
-            warm = warm_page_cache(sim, cache, page_size=args.page_size, kb_batches=kb_batches)
+            whole = self.main_size and not args.skip_whole
+            if whole:  # the same pages as whole records, for phases (f) and (g)
+                warm_page_cache(sim, cache, page_size=args.page_size)
+            warm = warm_page_cache(sim, cache, page_size=args.page_size, kb_batches=kb_batches, fields=LIMITED_FIELDS)
             rate = f", {warm.rendered_bytes / MB / warm.render_seconds:,.0f} MB/s" if warm.render_seconds else ""
             notes.append(
                 f"page cache {cache_dir}: {warm.pages} hostasset pages ({warm.hostasset_bytes / MB:,.1f} MB) and "
@@ -421,13 +433,21 @@ class SizeBench:
                 ranged_env = {**env, "QUALYS_ASSET_PARTITIONS": str(k)}
                 phases.append(self._sync(sim, estate, f"(e) sync, full, {k} ranges", ranged_cmd, ranged_env, ranged_out))
                 phases[-1].partitions = k
+            if whole:
+                whole_env = {**env, "QUALYS_LIMIT_FIELDS": "false"}
+                phases.append(self._floor(sim, plan, whole_env, name="(f) floor, whole records"))
+                whole_out = self.workdir / "output-whole"
+                whole_cmd = [*sync_cmd[:5], str(whole_out), "--json"]
+                phases.append(self._sync(sim, estate, "(g) sync, full, whole records", whole_cmd, whole_env, whole_out))
+                for phase in phases[-2:]:
+                    phase.whole = True
             profile_lines: list[str] = []
             if args.profile and self.main_size:
                 prof_file = self.workdir / "sync.prof"
                 prof_out = self.workdir / "output-profiled"
                 cmd = [sys.executable, "-m", "bench.profile_sync", str(prof_file), *sync_cmd[3:5], str(prof_out), "--json"]
                 profile_env = {**env, "BENCH_PROFILE_CLOCK": args.profile_clock}
-                profiled = self._sync(sim, estate, "(f) sync, full, profiled", cmd, profile_env, prof_out)
+                profiled = self._sync(sim, estate, "(h) sync, full, profiled", cmd, profile_env, prof_out)
                 phases.append(profiled)
                 profile_lines = self._profile_report(prof_file, profiled, phases[1])
             removed = cache.prune()
@@ -512,9 +532,9 @@ class SizeBench:
             f"latency off, {rendered} rendered)"
         )
 
-    def _floor(self, sim: QualysSimulator, plan: Path, env: dict[str, str], partitions: int = 1) -> Phase:
+    def _floor(self, sim: QualysSimulator, plan: Path, env: dict[str, str], partitions: int = 1, name: str = "") -> Phase:
         cmd = [sys.executable, "-m", "bench.floor", "--plan", str(plan), "--partitions", str(partitions)]
-        name = "(a) floor" if partitions <= 1 else f"(d) floor, {partitions} ranges"
+        name = name or ("(a) floor" if partitions <= 1 else f"(d) floor, {partitions} ranges")
         phase, measured = self._phase(sim, name, cmd, env)
         phase.detail = _last_json(measured.stdout)
         phase.partitions, phase.is_floor = partitions, True
@@ -663,8 +683,8 @@ def render_table(result: SizeResult, args: argparse.Namespace) -> list[str]:
 
 
 def floor_of(result: SizeResult, phase: Phase) -> Phase:
-    """The floor a phase is compared with: the one with the same id ranges."""
-    return next(p for p in result.phases if p.is_floor and p.partitions == phase.partitions)
+    """The floor a phase is compared with: the same requests (id ranges, fields)."""
+    return next(p for p in result.phases if p.is_floor and (p.partitions, p.whole) == (phase.partitions, phase.whole))
 
 
 def targets(result: SizeResult) -> list[str]:
@@ -677,14 +697,32 @@ def targets(result: SizeResult) -> list[str]:
     def verdict(ok: bool) -> str:
         return "met " if ok else "MISS"
 
+    cpu_per_k = full.measured.cpu / max(1, full.devices) * 1000
     return [
         "   targets (measured only):",
-        f"     [{verdict(ratio <= 1.2)}] sync wall <= 1.2 x floor: {ratio:.2f} x",
+        f"     [{verdict(ratio <= 1.1)}] sync wall <= 1.1 x floor: {ratio:.2f} x",
+        f"     [{verdict(cpu_per_k <= 0.8)}] sync CPU <= 0.8 s per 1,000 assets: {cpu_per_k:.2f} s",
         f"     [{verdict(rss <= 150)}] sync peak RSS <= 150 MiB: {rss:.1f} MiB",
+        *_whole_targets(result, verdict),
         f"     [{verdict(full.requests == minimum)}] full sync requests = minimum "
         f"(ha/kb/tag {_fmt_requests(minimum)}): {_fmt_requests(full.requests)}",
         f"     [{verdict(inc_total <= 3)}] incremental, nothing changed, <= 3 requests: {inc_total}",
         *_range_targets(result, verdict),
+    ]
+
+
+def _whole_targets(result: SizeResult, verdict: Callable[[bool], str]) -> list[str]:
+    """Field limiting: bytes against whole records, and the whole-record sync against its own floor."""
+    whole = [p for p in result.phases if p.whole and not p.is_floor]
+    if not whole:
+        return []
+    limited, sync = result.phases[1], whole[0]
+    share = limited.bytes_received / max(1, sync.bytes_received)
+    ratio = sync.measured.wall / floor_of(result, sync).measured.wall
+    return [
+        f"     [{verdict(share <= 0.25)}] MB received with field limiting <= 25% of whole records: "
+        f"{limited.bytes_received / MB:,.1f} of {sync.bytes_received / MB:,.1f} MB ({share:.0%})",
+        f"     [{verdict(ratio <= 1.1)}] whole-record sync wall <= 1.1 x its floor: {ratio:.2f} x",
     ]
 
 
@@ -700,7 +738,7 @@ def _range_targets(result: SizeResult, verdict: Callable[[bool], str]) -> list[s
     ok = ha <= ha_max and other <= 1 and sync.requests.get("kb") == result.kb_min and sync.requests.get("tag") == result.tag_min
     ratio = sync.measured.wall / floor.measured.wall
     return [
-        f"     [{verdict(ratio <= 1.2)}] {k}-range sync wall <= 1.2 x {k}-range floor: {ratio:.2f} x "
+        f"     [{verdict(ratio <= 1.1)}] {k}-range sync wall <= 1.1 x {k}-range floor: {ratio:.2f} x "
         f"({sequential.measured.wall / sync.measured.wall:.1f} x faster than the sequential sync)",
         f"     [{verdict(sync.measured.peak_rss / MIB <= 150)}] {k}-range sync peak RSS <= 150 MiB: "
         f"{sync.measured.peak_rss / MIB:.1f} MiB",
@@ -724,6 +762,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--partitions", type=int, default=4,
         help="also run floor and sync with this many id ranges (QUALYS_ASSET_PARTITIONS) at the main size; 1: skip (4)",
+    )
+    parser.add_argument(
+        "--skip-whole", action="store_true",
+        help="skip phases (f) and (g): floor and sync asking for whole records (QUALYS_LIMIT_FIELDS=false)",
     )
     parser.add_argument("--concurrency", type=int, default=2, help="/api/2.0/ concurrency limit (default 2)")
     parser.add_argument("--rate-limit", type=int, default=300, help="/api/2.0/ calls per hour, reset per phase (300)")

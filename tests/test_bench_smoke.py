@@ -1,4 +1,4 @@
-"""The benchmark's whole flow at a tiny size: floor, full sync, incremental sync, table, correctness check."""
+"""The benchmark's whole flow at a tiny size: floors, syncs (id ranges, whole records), table, correctness check."""
 
 from __future__ import annotations
 
@@ -22,11 +22,14 @@ def test_benchmark_flow_prints_the_table_for_a_tiny_estate(tmp_path: Path) -> No
     rows = {line.split("  ")[0]: line for line in out.splitlines() if line.startswith("(")}
     assert set(rows) == {
         "(a) floor", "(b) sync, full", "(c) sync, incremental", "(d) floor, 4 ranges", "(e) sync, full, 4 ranges",
+        "(f) floor, whole records", "(g) sync, full, whole records",
     }
     # 57 of the 60 assets are in the window: the floor reads 3 pages of 20, one KB batch, one tag search,
     # and so does the sync; with 4 ranges asked, 3 pages give 3 ranges: 1 count, 2 boundary searches, 3 chains.
     assert "3 / 1 / 1 / 0" in rows["(a) floor"] and "3 / 1 / 1 / 0" in rows["(b) sync, full"]
     assert " / 1 / 1 / 1 " in rows["(d) floor, 4 ranges"] and " / 1 / 1 / 1 " in rows["(e) sync, full, 4 ranges"]
+    assert "3 / 1 / 1 / 0" in rows["(f) floor, whole records"] and "3 / 1 / 1 / 0" in rows["(g) sync, full, whole records"]
     assert "MISS] full sync requests" not in out and "MISS] 4-range requests" not in out
+    assert "MB received with field limiting <= 25% of whole records" in out
     assert "simulator throughput:" in out and "floor schedule:" in out and "benchmark total:" in out
     assert list((tmp_path / "cache").glob("assets-60-*/hostasset/*.xml"))
