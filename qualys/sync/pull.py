@@ -4,7 +4,9 @@ Host asset pages arrive (id ranges interleaved, each in keyset order). A page's 
 window wait, with the pages before them, until their tags' criticality and their QIDs'
 KnowledgeBase entries are known; then each waiting page is written as a device part and a
 finding part, and the checkpoint moves past it. KnowledgeBase requests go out in whole
-batches of new QIDs, so pages wait while a batch fills (at most ``MAX_HELD_ASSETS``).
+batches of new QIDs, so pages wait while a batch fills (``BATCH_FILL_ASSETS``, then the
+partial batch goes out) or is in flight; reading stops only when ``MAX_HELD_ASSETS`` wait,
+and then only until the oldest page is answered.
 """
 
 from __future__ import annotations
@@ -67,22 +69,25 @@ class PagePull:
     def _pull(self, pages: PartitionedPages) -> None:
         for read in pages:
             assets, skipped = in_window(read, self._cutoff)
-            self._held.add(HeldPage(assets, skipped, read.range_index, read.position, read.last))
             self._tags.queue(tag_id for asset in assets for tag_id, _ in asset.tags)
-            self._lookups.queue((qid for asset in assets for qid in asset.findings.qids), known=self._kb_fragments)
+            ticket = self._lookups.queue((qid for asset in assets for qid in asset.findings.qids), known=self._kb_fragments)
+            self._held.add(HeldPage(assets, skipped, read.range_index, read.position, read.last, ticket))
             self._learn(self._lookups.ready())
-            if self._lookups.pending and (self._held.full or pages.finished):
-                self._learn(self._lookups.wait())
-            if self._lookups.pending:
-                self._held.park_newest()
-            else:
-                self._commit_held()
+            if pages.finished:
+                self._learn(self._lookups.wait_for(self._held.newest.ticket))
+            elif self._held.full:
+                self._learn(self._lookups.wait_for(self._held.oldest.ticket))
+            elif self._held.waited_long and self._lookups.unsent(self._held.oldest.ticket):
+                self._lookups.send_partial()
+            self._commit_answered()
+            self._held.park_newest()
 
-    def _commit_held(self) -> None:
-        """Every held page, in read order: its lookups are all answered."""
-        self._tags.flush()
-        for page in self._held.drain():
-            self._commit(page)
+    def _commit_answered(self) -> None:
+        """The held pages whose lookups are answered, oldest first, up to the first that still waits."""
+        if self._held and self._lookups.answered(self._held.oldest.ticket):
+            self._tags.flush()
+            for page in self._held.drain(lambda page: self._lookups.answered(page.ticket)):
+                self._commit(page)
 
     def _commit(self, page: HeldPage) -> None:
         """Write one page's parts, then move the checkpoint past it."""

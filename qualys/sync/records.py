@@ -6,6 +6,7 @@ Missing values are ``None``, never empty strings; dates are ISO-8601 UTC with a
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -131,7 +132,9 @@ def finding_lines(asset: RawAsset, fragments: Mapping[int, str]) -> tuple[str, i
     return "".join(lines), len(lines)
 
 
+@functools.lru_cache(maxsize=8192)
 def _date(raw: str | None) -> str:
+    """A finding date as JSON. Cached: an agent's findings share a few scan times (1.5 M calls at 20,000 assets)."""
     value = iso_utc(raw)
     return "null" if value is None else f'"{value}"'  # iso_utc's output never needs escaping
 
