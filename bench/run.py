@@ -14,7 +14,9 @@ own throughput, then run as subprocesses, one after the other:
 (c) the same command again: an incremental run with nothing changed and a warm KB cache;
 (d), (e) at the main size with ``--partitions K`` (default 4): the floor and the full sync with
     ``QUALYS_ASSET_PARTITIONS=K`` (K id ranges pulled at once);
-(f) with ``--profile``: (b) again under cProfile (every thread, CPU time) into a new folder.
+(f), (g) at the main size (unless ``--skip-whole``): the floor and the full sync with
+    ``QUALYS_LIMIT_FIELDS=false`` (whole host asset records, the bytes field limiting saves);
+(h) with ``--profile``: (b) again under cProfile (every thread, CPU time) into a new folder.
 
 Each phase is measured on its whole process tree: wall time, peak RSS (VmRSS of the process
 and its descendants summed every 20 ms; at least the largest VmHWM), CPU seconds (user+sys

@@ -132,7 +132,7 @@ def finding_lines(asset: RawAsset, fragments: Mapping[int, str]) -> tuple[str, i
     return "".join(lines), len(lines)
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=256)
 def _date(raw: str | None) -> str:
     """A finding date as JSON. Cached: an agent's findings share a few scan times (1.5 M calls at 20,000 assets)."""
     value = iso_utc(raw)
