@@ -70,6 +70,16 @@ param qualysAssetPartitions int = 1
 param qualysLimitFields bool = true
 
 @minValue(0)
+@maxValue(3650)
+@description('QUALYS_FULL_SYNC_EVERY_DAYS: a run is full when the last full run is older than this many days, so assets deleted in Qualys leave the current state (0: every run is full).')
+param qualysFullSyncEveryDays int = 7
+
+@minValue(0)
+@maxValue(36500)
+@description('QUALYS_RETENTION_DAYS: complete runs older than this many days are deleted after a successful run (0: keep every run).')
+param qualysRetentionDays int = 30
+
+@minValue(0)
 @description('QUALYS_MAX_RETRY_WAIT_SECONDS: upper bound on the total time one run spends waiting before retries.')
 param qualysMaxRetryWaitSeconds int = 900
 
@@ -360,6 +370,8 @@ var appSettings = {
   QUALYS_PAGE_SIZE: string(qualysPageSize)
   QUALYS_ASSET_PARTITIONS: string(qualysAssetPartitions)
   QUALYS_LIMIT_FIELDS: qualysLimitFields ? 'true' : 'false'
+  QUALYS_FULL_SYNC_EVERY_DAYS: string(qualysFullSyncEveryDays)
+  QUALYS_RETENTION_DAYS: string(qualysRetentionDays)
   QUALYS_MAX_RETRY_WAIT_SECONDS: string(qualysMaxRetryWaitSeconds)
   OUTPUT_STORAGE_ACCOUNT_URL: outputStorage.outputs.blobEndpoint
   OUTPUT_CONTAINER: outputContainer

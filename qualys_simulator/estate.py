@@ -9,6 +9,7 @@ interface, and cloud-connector hosts whose only MAC lives in the cloud ``sourceI
 
 from __future__ import annotations
 
+import copy
 import random
 import uuid
 from collections.abc import Iterable
@@ -230,6 +231,66 @@ class Estate:
             vuln.title += " (revised)"
             vuln.cve_ids.append(f"CVE-{when.year}-{self._cve_serial}")
             vuln.last_modified = when
+
+    def fix(self, asset_ids: Iterable[int], when: datetime, share: float = 0.3) -> None:
+        """Re-scan each asset at ``when`` with some of its findings gone (fixed): modified, last_found bumped."""
+        when = when.astimezone(UTC).replace(microsecond=0)
+        for asset_id in asset_ids:
+            asset = self.assets[asset_id]
+            asset.modified = asset.last_vuln_scan = when
+            kept = [f for f in asset.findings if self._rng.random() >= share]
+            for finding in kept:
+                finding.last_found = when
+            asset.findings = kept
+
+    def rename(self, asset_ids: Iterable[int], when: datetime) -> None:
+        """A contract field changes (the host name), nothing else: modified at ``when``."""
+        when = when.astimezone(UTC).replace(microsecond=0)
+        for asset_id in asset_ids:
+            asset = self.assets[asset_id]
+            asset.modified = when
+            asset.name = f"{asset.name}-r{self._rng.randint(1, 999)}"
+
+    def check_in(self, asset_ids: Iterable[int], when: datetime) -> None:
+        """An agent check-in or a scan that found the same: only ``modified``/``last_vuln_scan``/``last_found`` move."""
+        when = when.astimezone(UTC).replace(microsecond=0)
+        for asset_id in asset_ids:
+            asset = self.assets[asset_id]
+            asset.modified = when
+            if asset.last_vuln_scan is not None:
+                asset.last_vuln_scan = when
+            for finding in asset.findings:
+                finding.last_found = when
+
+    def delete(self, asset_ids: Iterable[int]) -> None:
+        """Assets deleted in Qualys (or taken out of the API user's scope)."""
+        for asset_id in list(asset_ids):
+            del self.assets[asset_id]
+
+    def add(self, count: int, when: datetime) -> list[int]:
+        """New assets, modified at ``when``: copies of random existing ones under new (highest or free) ids."""
+        when = when.astimezone(UTC).replace(microsecond=0)
+        templates = [self.assets[i] for i in sorted(self.assets)]
+        added: list[int] = []
+        for _ in range(count):
+            template = self._rng.choice(templates)
+            asset_id = max(self.assets) + self._rng.randint(1, 40)
+            if self._rng.random() < 0.5:  # some land between existing ids
+                low = self._rng.choice(templates).id
+                free = [i for i in range(low + 1, low + 40) if i not in self.assets]
+                asset_id = free[0] if free else asset_id
+            clone = copy.deepcopy(template)
+            clone.id = asset_id
+            clone.modified = clone.created = when
+            if clone.agent_id is not None:
+                clone.agent_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+            for finding in clone.findings:
+                self._next_hvid += 1
+                finding.host_instance_vuln_id = self._next_hvid
+            self.assets[asset_id] = clone
+            added.append(asset_id)
+        self.assets = dict(sorted(self.assets.items()))
+        return added
 
     def modified_after(self, cutoff: datetime) -> list[SimAsset]:
         """Assets with ``modified`` strictly after ``cutoff``, by ascending id."""

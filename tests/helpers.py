@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from qualys.api.client import QualysClient
@@ -63,6 +63,82 @@ class Run:
     findings: dict[tuple[str, int], dict[str, object]]
     device_count: int
     finding_count: int
+    #: The current state (checked: sorted, no duplicates, counts as the manifest says).
+    current_devices: dict[str, dict[str, object]] = field(default_factory=dict)
+    current_findings: dict[tuple[str, int], dict[str, object]] = field(default_factory=dict)
+    #: The change feed, in file order.
+    changes: list[dict[str, object]] = field(default_factory=list)
+
+
+def listed_files(manifest: dict[str, object], in_run: str | None = None) -> list[str]:
+    """Every file a manifest lists (its parts, its state's segments, its changes); with ``in_run``, only that run's."""
+    current, changes = manifest.get("current"), manifest.get("changes")
+    files = [
+        *manifest["files"],  # type: ignore[misc]
+        *(current["files"] if isinstance(current, dict) else []),
+        *(changes["files"] if isinstance(changes, dict) else []),
+    ]
+    return [str(f) for f in files if in_run is None or str(f).startswith(f"runs/{in_run}/")]
+
+
+_decoded: dict[tuple[str, int], list[dict[str, object]]] = {}
+
+
+def _lines(sink: Sink, path: str) -> list[dict[str, object]]:
+    """A JSON Lines file's records (decoded once per content: state segments are read by every later run)."""
+    data = sink.read(path)
+    assert data is not None, f"manifest lists {path} but it does not exist"
+    assert data.endswith(b"\n") or not data
+    key = (sink.uri(path), hash(data))
+    if key not in _decoded:
+        if len(_decoded) > 2000:
+            _decoded.clear()
+        _decoded[key] = [json.loads(line) for line in data.decode().split("\n")[:-1]]  # "\n" only: a title may hold U+2028
+    return [dict(record) for record in _decoded[key]]
+
+
+def read_state(sink: Sink, manifest: dict[str, object]) -> tuple[
+    dict[str, dict[str, object]], dict[tuple[str, int], dict[str, object]], list[dict[str, object]]
+]:
+    """A manifest's current state and change feed, checked against the order and counts the contract promises."""
+    current = manifest["current"]
+    assert isinstance(current, dict)
+    segments = current["segments"]
+    assert current["files"] == [s["devices_file"] for s in segments] + [
+        s["findings_file"] for s in segments if s["findings_file"]
+    ]
+    devices: dict[str, dict[str, object]] = {}
+    findings: dict[tuple[str, int], dict[str, object]] = {}
+    device_order: list[int] = []
+    finding_order: list[tuple[int, int]] = []
+    for segment in segments:
+        seg_devices = _lines(sink, segment["devices_file"])
+        seg_findings = _lines(sink, segment["findings_file"]) if segment["findings_file"] else []
+        assert (len(seg_devices), len(seg_findings)) == (segment["devices"], segment["findings"])
+        assert seg_devices and int(seg_devices[0]["asset_id"]) == segment["first_asset_id"]
+        assert int(seg_devices[-1]["asset_id"]) == segment["last_asset_id"]
+        dates = [str(d["modified_at"]) for d in seg_devices if d["modified_at"] is not None]
+        assert segment["oldest_modified_at"] == (min(dates) if dates else None)
+        for record in seg_devices:
+            devices[str(record["asset_id"])] = record
+            device_order.append(int(str(record["asset_id"])))
+        in_segment = {str(d["asset_id"]) for d in seg_devices}
+        for record in seg_findings:
+            assert str(record["asset_id"]) in in_segment, "a finding sits in its device's segment"
+            findings[(str(record["asset_id"]), int(str(record["qid"])))] = record
+            finding_order.append((int(str(record["asset_id"])), int(str(record["qid"]))))
+    assert device_order == sorted(set(device_order)), "current devices sorted by asset id, each once"
+    assert finding_order == sorted(set(finding_order)), "current findings sorted by asset id then QID, each once"
+    assert {asset for asset, _ in findings} <= set(devices), "every current finding belongs to a current device"
+    assert (current["devices"], current["findings"]) == (len(devices), len(findings))
+    changes_meta = manifest["changes"]
+    assert isinstance(changes_meta, dict)
+    changes = [record for path in changes_meta["files"] for record in _lines(sink, path)]
+    counts = {kind: sum(1 for c in changes if c["change"] == kind) for kind in changes_meta["counts"]}
+    assert counts == changes_meta["counts"] and sum(counts.values()) == len(changes)
+    if changes_meta["baseline"]:
+        assert changes == []
+    return devices, findings, changes
 
 
 def read_latest(sink: Sink) -> Run:
@@ -87,7 +163,8 @@ def read_latest(sink: Sink) -> Run:
     assert device_count == len(devices), "duplicate asset_id in a complete run"
     assert finding_count == len(findings), "duplicate (asset_id, qid) in a complete run"
     assert manifest["counts"] == {"devices": device_count, "findings": finding_count}
-    return Run(manifest, devices, findings, device_count, finding_count)
+    current_devices, current_findings, changes = read_state(sink, manifest)
+    return Run(manifest, devices, findings, device_count, finding_count, current_devices, current_findings, changes)
 
 
 def assert_matches_truth(run: Run, estate: Estate) -> None:

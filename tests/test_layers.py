@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {
     "config": {"errors"},
     "api": {"config", "errors", "timestamps"},
-    "output": {"config", "errors"},
+    "output": {"config", "errors", "timestamps"},
     "sync": {"api", "output", "config", "errors", "timestamps"},
     "hosting": {"api", "sync", "output", "config", "errors", "timestamps"},
     "cli": {"api", "sync", "output", "hosting", "config", "errors", "timestamps"},

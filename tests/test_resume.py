@@ -14,7 +14,7 @@ import pytest
 
 from qualys.output.folder import FolderSink
 from qualys_simulator.server import Latency, QualysSimulator
-from tests.helpers import PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest
+from tests.helpers import PASSWORD, USER, assert_matches_truth, estate_in_past, listed_files, read_latest
 
 
 class LatestWatcher(threading.Thread):
@@ -85,7 +85,7 @@ def test_killed_sync_is_resumed_and_complete(tmp_path: Path, partitions: str) ->
     assert_matches_truth(run, estate)
     run_dir = tmp_path / "runs" / str(run.manifest["run_id"])
     on_disk = sorted(p.relative_to(tmp_path).as_posix() for p in run_dir.rglob("*.jsonl"))
-    assert on_disk == sorted(run.manifest["files"]), "no orphan or missing part files"
+    assert on_disk == sorted(listed_files(run.manifest, in_run=str(run.manifest["run_id"]))), "no orphan or missing files"
     assert watcher.observations > 10 and watcher.violations == []
     for output in (first.stdout, first.stderr, resumed.stdout, resumed.stderr):
         assert PASSWORD not in output

@@ -59,6 +59,18 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "true",
     ),
     SettingSpec(
+        "QUALYS_FULL_SYNC_EVERY_DAYS",
+        "A run is full (every asset in the window, so assets deleted in Qualys leave the current state) when "
+        "the last full run is older than this many days; 0 makes every run full.",
+        "7",
+    ),
+    SettingSpec(
+        "QUALYS_RETENTION_DAYS",
+        "Complete runs older than this many days are deleted at the end of a successful run (never the latest "
+        "run, nor a state file a kept run lists); 0 keeps every run.",
+        "30",
+    ),
+    SettingSpec(
         "QUALYS_MAX_RETRY_WAIT_SECONDS",
         "Upper bound on the total time one run spends waiting before retries.",
         "900",

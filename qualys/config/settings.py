@@ -49,6 +49,10 @@ class SyncSettings:
     asset_partitions: int = 1
     #: Ask for only the fields the connector keeps (QPS ``fields``); off: whole records.
     limit_fields: bool = True
+    #: A run is full when the last full run is older than this (0: every run).
+    full_sync_every_days: int = 7
+    #: Complete runs older than this are deleted after a successful run (0: never).
+    retention_days: int = 30
 
 
 class SettingsReader:
@@ -160,4 +164,6 @@ def load_sync_settings(
         output=load_output(reader, output_dir),
         asset_partitions=asset_partitions(reader),
         limit_fields=reader.boolean("QUALYS_LIMIT_FIELDS"),
+        full_sync_every_days=reader.integer("QUALYS_FULL_SYNC_EVERY_DAYS", 0, 3650),
+        retention_days=reader.integer("QUALYS_RETENTION_DAYS", 0, 36500),
     )

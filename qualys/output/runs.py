@@ -1,21 +1,27 @@
 """The output contract's files in a sink: each run's parts and manifest, and ``latest.json``.
 
 ``runs/<run_id>/devices/part-NNNNN.jsonl`` and ``.../findings/part-NNNNN.jsonl`` hold the
-records; ``runs/<run_id>/manifest.json`` is written when the run is complete; ``latest.json``
-is replaced last, so a reader following it only ever sees complete runs (docs/output-contract.md).
+records the run read; ``.../current/{devices,findings}/`` the segments of the current state it
+wrote, ``.../changes/`` its change feed; ``runs/<run_id>/manifest.json`` is written when the run
+is complete; ``latest.json`` is replaced last, so a reader following it only ever sees complete
+runs, each with its state and changes (docs/output-contract.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
-from qualys.output.sink import NDJSON, Sink, read_json, write_json
+from qualys.output.sink import NDJSON, Sink, read_json, read_lines, write_json
 
 LATEST_PATH = "latest.json"
 
 
 def manifest_path(run_id: str) -> str:
     return f"runs/{run_id}/manifest.json"
+
+
+def part_path(run_id: str, kind: str, number: int) -> str:
+    return f"runs/{run_id}/{kind}/part-{number:05d}.jsonl"
 
 
 class RunOutput:
@@ -29,10 +35,24 @@ class RunOutput:
         return self.sink.location
 
     def write_part(self, run_id: str, kind: str, number: int, chunks: Iterable[bytes]) -> str:
-        """Write part ``number`` of ``kind`` (devices, findings) from streamed JSON Lines; returns its path."""
-        path = f"runs/{run_id}/{kind}/part-{number:05d}.jsonl"
+        """Write part ``number`` of ``kind`` (devices, findings, current/devices, current/findings, changes)
+        from streamed JSON Lines; returns its path."""
+        path = part_path(run_id, kind, number)
         self.sink.write_chunks(path, chunks, NDJSON)
         return path
+
+    def read_lines(self, path: str) -> Iterator[bytes]:
+        return read_lines(self.sink, path)
+
+    def run_files(self, run_id: str, folder: str) -> list[str]:
+        """The files under ``runs/<run_id>/<folder>/``."""
+        return self.sink.list(f"runs/{run_id}/{folder}/")
+
+    def delete(self, path: str) -> None:
+        self.sink.delete(path)
+
+    def manifest(self, run_id: str) -> dict[str, object] | None:
+        return read_json(self.sink, manifest_path(run_id))
 
     def has_manifest(self, run_id: str) -> bool:
         return self.sink.read(manifest_path(run_id)) is not None

@@ -38,8 +38,14 @@ class Checkpoint:
     modified_after: str
     started_at: str
     ranges: list[IdRange] = field(default_factory=list)
+    #: The complete run whose state this run's state is built on (None: a baseline).
+    previous_run_id: str | None = None
+    #: When the last full run started (this run's ``started_at`` when it is full).
+    last_full_run_at: str | None = None
     next_part: int = 1
     files: list[str] = field(default_factory=list)
+    #: Per written part: [number, first asset id, last asset id, 1 if it has a findings part else 0].
+    parts: list[list[int]] = field(default_factory=list)
     devices: int = 0
     findings: int = 0
     pages: int = 0

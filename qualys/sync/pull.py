@@ -100,6 +100,8 @@ class PagePull:
     def _write_parts(self, assets: list[RawAsset]) -> None:
         if not assets:
             return
+        # By ascending id (as Qualys sends a page): the current state is merged from sorted parts.
+        assets = sorted(assets, key=lambda asset: asset.id)
         checkpoint = self._checkpoint
         number = checkpoint.next_part
         # Both parts are rendered asset by asset as the sink writes them: a page's lines are never in memory whole.
@@ -117,8 +119,10 @@ class PagePull:
                 findings += count
                 yield lines.encode()
 
-        if any(asset.findings for asset in assets):
+        has_findings = any(asset.findings for asset in assets)
+        if has_findings:
             checkpoint.files.append(self._output.write_part(checkpoint.run_id, "findings", number, finding_chunks()))
+        checkpoint.parts.append([number, assets[0].id, assets[-1].id, int(has_findings)])
         checkpoint.next_part += 1
         checkpoint.devices += len(assets)
         checkpoint.findings += findings

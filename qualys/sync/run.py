@@ -1,8 +1,9 @@
 """One sync run: Qualys host assets modified in the window, with their findings, into the output.
 
 A run starts (or resumes from its checkpoint), pulls its pages into parts
-(:mod:`qualys.sync.pull`), writes its manifest, and only then points ``latest.json`` at it:
-a reader following ``latest.json`` only ever sees complete runs. A run that is killed is
+(:mod:`qualys.sync.pull`), merges them into the current state and its change feed
+(:mod:`qualys.sync.current_state`), writes its manifest, and only then points ``latest.json``
+at it: a reader following ``latest.json`` only ever sees complete runs. A run that is killed is
 resumed by the next invocation (same run id, same window, from the last checkpointed page).
 """
 
@@ -17,12 +18,16 @@ from datetime import UTC, datetime
 from qualys.api.client import QualysClient
 from qualys.api.retry import RetryPolicy
 from qualys.config.settings import SyncSettings
+from qualys.errors import ConnectorError
+from qualys.output.retention import RetentionResult, apply_retention
 from qualys.output.runs import RunOutput
 from qualys.output.sink import Sink, open_sink
+from qualys.sync.change_feed import CHANGE_TYPES
 from qualys.sync.checkpoint import Checkpoint, new_run_id
+from qualys.sync.current_state import BuiltState, RunRecords, build_state
 from qualys.sync.pull import PagePull
 from qualys.sync.state import RunState
-from qualys.sync.window import plan_window
+from qualys.sync.window import plan_window, scope_cutoff
 from qualys.timestamps import iso_utc
 
 log = logging.getLogger(__name__)
@@ -85,16 +90,23 @@ class SyncRun:
             checkpoint, resumed = self._start_or_resume(full)
             if not self.output.has_manifest(checkpoint.run_id):
                 PagePull(self, checkpoint, lock).run()
-                self.output.write_manifest(checkpoint.run_id, self._manifest(checkpoint))
+                state = self._build_state(checkpoint)
+                lock.check()
+                self.output.write_manifest(checkpoint.run_id, self._manifest(checkpoint, state))
             self.output.publish(checkpoint.run_id)
             self.state.clear_checkpoint()
+            retention = self._retain(checkpoint.run_id)
             return SyncResult(
                 run_id=checkpoint.run_id, mode=checkpoint.mode, resumed=resumed,
                 modified_after=checkpoint.modified_after, devices=checkpoint.devices, findings=checkpoint.findings,
                 pages=checkpoint.pages, skipped_outside_window=checkpoint.skipped,
                 duration_seconds=time.monotonic() - started_clock, manifest=f"runs/{checkpoint.run_id}/manifest.json",
                 location=self.output.location,
-                stats={"id_ranges": len(checkpoint.ranges), **self.client.stats.as_dict()},
+                stats={
+                    "id_ranges": len(checkpoint.ranges),
+                    "runs_deleted": retention.runs_deleted,
+                    **self.client.stats.as_dict(),
+                },
             )
 
     def _start_or_resume(self, full: bool) -> tuple[Checkpoint, bool]:
@@ -106,9 +118,12 @@ class SyncRun:
                 return saved, True
             log.info("--full: abandoning unfinished incremental run %s", saved.run_id)
         now = self._now()
-        mode, modified_after = plan_window(self.output, self.settings.lookback_days, full, now)
+        plan = plan_window(self.output, self.settings.lookback_days, full, now, self.settings.full_sync_every_days)
+        if plan.full_because:
+            log.info("full run: %s", plan.full_because)
         checkpoint = Checkpoint(
-            run_id=new_run_id(now), mode=mode, modified_after=modified_after, started_at=iso_utc(now) or ""
+            run_id=new_run_id(now), mode=plan.mode, modified_after=plan.modified_after, started_at=iso_utc(now) or "",
+            previous_run_id=plan.previous_run_id, last_full_run_at=plan.last_full_run_at,
         )
         self.state.save_checkpoint(checkpoint)
         return checkpoint, False
@@ -118,7 +133,44 @@ class SyncRun:
         if self._progress is not None:
             self._progress(Progress(checkpoint.pages, checkpoint.devices, checkpoint.findings))
 
-    def _manifest(self, checkpoint: Checkpoint) -> dict[str, object]:
+    def _retain(self, run_id: str) -> RetentionResult:
+        """Old runs go after the run is published; a failure to delete is logged, the run stays a success."""
+        try:
+            return apply_retention(self.output, now=self._now(), days=self.settings.retention_days, latest_run_id=run_id)
+        except ConnectorError as exc:
+            log.warning("retention: %s (the next run tries again)", exc)
+            return RetentionResult()
+
+    def _build_state(self, checkpoint: Checkpoint) -> BuiltState:
+        """The run's current state and change feed (built again from the start when a killed run resumes)."""
+        if checkpoint.mode == "incremental" and checkpoint.previous_run_id is None:
+            # A checkpoint written before runs kept a state: an incremental run builds on the latest run.
+            latest = self.output.latest_manifest()
+            checkpoint.previous_run_id = str(latest["run_id"]) if latest else None
+        records = RunRecords(
+            run_id=checkpoint.run_id,
+            started_at=checkpoint.started_at,
+            cutoff=scope_cutoff(checkpoint.started_at, self.settings.lookback_days),
+            full=checkpoint.mode == "full",
+            parts=checkpoint.parts,
+        )
+        built = build_state(self.output, records, checkpoint.previous_run_id)
+        log.info(
+            "current state: %d devices, %d findings in %d segments; changes: %s",
+            built.devices, built.findings, len(built.segments),
+            "baseline" if built.baseline else ", ".join(f"{count} {kind}" for kind, count in built.change_counts.items() if count)
+            or "none",
+        )
+        return built
+
+    def _manifest(self, checkpoint: Checkpoint, state: BuiltState) -> dict[str, object]:
+        changes: dict[str, object] = {
+            "baseline": state.baseline,
+            "counts": state.change_counts or dict.fromkeys(CHANGE_TYPES, 0),
+            "files": state.change_files,
+        }
+        if state.baseline_reason:
+            changes["baseline_reason"] = state.baseline_reason
         return {
             "run_id": checkpoint.run_id,
             "status": "complete",
@@ -126,14 +178,24 @@ class SyncRun:
             "window": {"modified_after": checkpoint.modified_after},
             "started_at": checkpoint.started_at,
             "completed_at": iso_utc(self._now()),
+            "previous_run_id": checkpoint.previous_run_id,
+            "last_full_run_at": checkpoint.last_full_run_at,
             "counts": {"devices": checkpoint.devices, "findings": checkpoint.findings},
             "files": list(checkpoint.files),
+            "current": {
+                "modified_after": scope_cutoff(checkpoint.started_at, self.settings.lookback_days),
+                "devices": state.devices,
+                "findings": state.findings,
+                "files": state.files,
+                "segments": [segment.to_dict() for segment in state.segments],
+            },
+            "changes": changes,
             "pages": checkpoint.pages,
             "id_ranges": len(checkpoint.ranges),
             "resumes": checkpoint.resumes,
             "skipped_outside_window": checkpoint.skipped,
             "source": {"api_url": self.settings.api_url},
-            "schema_version": 1,
+            "schema_version": 2,
         }
 
 
@@ -149,13 +211,15 @@ def run_sync(
     sink: Sink | None = None,
     client: QualysClient | None = None,
     progress: Callable[[Progress], None] | None = None,
+    now: Callable[[], datetime] | None = None,
 ) -> SyncResult:
-    """The one code path behind the CLI, the timer function and the tests."""
+    """The one code path behind the CLI, the timer function and the tests (``now``: the clock, for tests)."""
     target = sink or open_sink(settings.output)
     own_client = client is None
     qualys = client or make_client(settings)
     try:
-        run = SyncRun(settings, qualys, output=RunOutput(target), state=RunState(target), progress=progress)
+        clock = {"now": now} if now is not None else {}
+        run = SyncRun(settings, qualys, output=RunOutput(target), state=RunState(target), progress=progress, **clock)
         return run.run(full=full)
     finally:
         if own_client:
