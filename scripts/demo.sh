@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Sets up a virtual environment and runs a real sync against the bundled Qualys simulator
-# into ./qualys-output (no Azure or Qualys account needed). Extra arguments go to `qualys demo`.
+# Sets up a virtual environment and runs real syncs against the bundled Qualys simulator into
+# ./qualys-output (no Azure or Qualys account needed): a full run, then, after the simulator changed
+# some assets (new and fixed findings, one asset ageing out), a second run whose change feed it prints.
+# Extra arguments go to `qualys demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv

@@ -104,16 +104,14 @@ def read_state(sink: Sink, manifest: dict[str, object]) -> tuple[
     current = manifest["current"]
     assert isinstance(current, dict)
     segments = current["segments"]
-    assert current["files"] == [s["devices_file"] for s in segments] + [
-        s["findings_file"] for s in segments if s["findings_file"]
-    ]
+    assert current["files"] == [s["devices_file"] for s in segments] + [s["findings_file"] for s in segments]
     devices: dict[str, dict[str, object]] = {}
     findings: dict[tuple[str, int], dict[str, object]] = {}
     device_order: list[int] = []
     finding_order: list[tuple[int, int]] = []
     for segment in segments:
         seg_devices = _lines(sink, segment["devices_file"])
-        seg_findings = _lines(sink, segment["findings_file"]) if segment["findings_file"] else []
+        seg_findings = _lines(sink, segment["findings_file"])
         assert (len(seg_devices), len(seg_findings)) == (segment["devices"], segment["findings"])
         assert seg_devices and int(seg_devices[0]["asset_id"]) == segment["first_asset_id"]
         assert int(seg_devices[-1]["asset_id"]) == segment["last_asset_id"]
@@ -133,6 +131,7 @@ def read_state(sink: Sink, manifest: dict[str, object]) -> tuple[
     assert (current["devices"], current["findings"]) == (len(devices), len(findings))
     changes_meta = manifest["changes"]
     assert isinstance(changes_meta, dict)
+    assert changes_meta["files"], "at least one change part, empty when nothing changed"
     changes = [record for path in changes_meta["files"] for record in _lines(sink, path)]
     counts = {kind: sum(1 for c in changes if c["change"] == kind) for kind in changes_meta["counts"]}
     assert counts == changes_meta["counts"] and sum(counts.values()) == len(changes)

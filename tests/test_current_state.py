@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import subprocess
+import sys
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -194,7 +196,8 @@ def test_a_run_with_nothing_changed_writes_no_segment_and_an_empty_feed(tmp_path
     assert second.manifest["current"]["segments"] == first.manifest["current"]["segments"]  # type: ignore[index]
     assert second.current_devices == first.current_devices and second.current_findings == first.current_findings
     run_dir = tmp_path / "runs" / str(second.manifest["run_id"])
-    assert not (run_dir / "current").exists() and not (run_dir / "changes").exists()
+    assert not (run_dir / "current").exists()
+    assert [p.stat().st_size for p in (run_dir / "changes").iterdir()] == [0]  # one empty part: an empty feed
 
 
 def test_one_changed_asset_rewrites_only_its_segment(tmp_path: Path) -> None:
@@ -227,7 +230,8 @@ def test_first_run_is_a_baseline_with_sorted_segments_of_bounded_size(tmp_path: 
         result = sync(simulator, sink, Clock(estate.now + timedelta(hours=1)), page_size=200)
     run = read_latest(sink)
     changes = run.manifest["changes"]
-    assert isinstance(changes, dict) and changes["baseline"] is True and changes["files"] == []
+    assert isinstance(changes, dict) and changes["baseline"] is True
+    assert [(tmp_path / path).stat().st_size for path in changes["files"]] == [0]
     assert run.manifest["previous_run_id"] is None
     segments = run.manifest["current"]["segments"]  # type: ignore[index]
     assert [s["devices"] for s in segments] == [1000, result.devices - 1000]  # the remainder is at least half
@@ -281,3 +285,22 @@ def test_state_on_blob_storage(azurite_connection_string: str) -> None:
         sync(simulator, sink, clock, page_size=100, full=True)
         second = read_latest(sink)
         check_run(second, state, simulator, sink)
+
+
+def test_the_demo_shows_a_change_feed_with_each_kind_of_change(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "qualys", "demo", "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120, check=True, cwd=Path(__file__).resolve().parents[1],
+    )
+    run = read_latest(FolderSink(str(tmp_path / "out")))
+    assert run.manifest["mode"] == "incremental" and run.manifest["changes"]["baseline"] is False  # type: ignore[index]
+    printed = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("  {")]
+    kinds = {(record["change"], record["reason"]) for record in printed}
+    assert kinds == {
+        ("finding_added", None), ("device_removed", "aged_out"), ("finding_removed", "aged_out"),
+        ("finding_removed", "no_longer_detected"), ("device_updated", None),
+    }
+    assert all(record in run.changes for record in printed), "the demo prints records of the run's feed"
+    assert [c for c in run.changes if c["change"] == "device_removed"] == [
+        c for c in printed if c["change"] == "device_removed"
+    ], "exactly one asset ages out"

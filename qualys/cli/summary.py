@@ -13,5 +13,20 @@ def summary_line(result: SyncResult) -> str:
         f"sync complete: run {result.run_id} ({result.mode}{resumed}, modified after {result.modified_after}): "
         f"{result.devices:,} devices, {result.findings:,} findings, {result.pages} pages, "
         f"{total_calls} API calls, {result.stats.get('retries', 0)} retries in {result.duration_seconds:.1f} s "
-        f"-> {result.location}"
+        f"-> {result.location}{state_summary(result)}"
     )
+
+
+def state_summary(result: SyncResult) -> str:
+    """``; state: N devices, M findings; changes: ...`` (empty for a result without a state)."""
+    devices, findings = result.stats.get("current_devices"), result.stats.get("current_findings")
+    if not isinstance(devices, int) or not isinstance(findings, int):
+        return ""
+    counts = result.stats.get("changes")
+    if result.stats.get("baseline"):
+        changes = "baseline (first state)"
+    elif isinstance(counts, dict):
+        changes = ", ".join(f"{count:,} {kind}" for kind, count in counts.items() if count) or "none"
+    else:
+        changes = "unknown"
+    return f"; state: {devices:,} devices, {findings:,} findings; changes: {changes}"

@@ -87,10 +87,15 @@ class ChangeFeed:
                 j += 1
 
     def parts(self) -> Iterator[Iterator[bytes]]:
-        """The spooled changes, :data:`CHANGES_PER_PART` lines per part (each part an iterator of lines)."""
+        """The spooled changes, :data:`CHANGES_PER_PART` lines per part (each part an iterator of lines).
+
+        Always at least one part (empty when nothing changed), so a reader's file list is never empty.
+        """
         self._spool.flush()
         self._spool.seek(0)
         remaining = self.total
+        if remaining == 0:
+            yield iter(())
         while remaining > 0:
             count = min(remaining, CHANGES_PER_PART)
             remaining -= count

@@ -50,7 +50,7 @@ class BuiltState:
 
     @property
     def files(self) -> list[str]:
-        return [s.devices_file for s in self.segments] + [s.findings_file for s in self.segments if s.findings_file]
+        return [s.devices_file for s in self.segments] + [s.findings_file for s in self.segments]
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ class _Build:
         output = self._output
         devices = findings = 0
         try:
-            finding_lines = output.read_lines(segment.findings_file) if segment.findings_file else iter(())
+            finding_lines = output.read_lines(segment.findings_file)
             for asset in group_assets(output.read_lines(segment.devices_file), finding_lines):
                 devices += 1
                 findings += len(asset.findings)
@@ -238,8 +238,8 @@ class _Build:
             raise StateDamagedError(f"The state segment {files} cannot be read ({reason}).", REBUILD_ACTION) from exc
 
     def _write_changes(self) -> list[str]:
-        if self._feed is None:
-            return []
+        if self._feed is None:  # a baseline: an empty feed, in one empty part like any run without changes
+            return [self._output.write_part(self._run.run_id, "changes", 1, iter(()))]
         return [
             self._output.write_part(self._run.run_id, "changes", number, lines)
             for number, lines in enumerate(self._feed.parts(), start=1)

@@ -96,6 +96,8 @@ class SyncRun:
             self.output.publish(checkpoint.run_id)
             self.state.clear_checkpoint()
             retention = self._retain(checkpoint.run_id)
+            published = self.output.manifest(checkpoint.run_id) or {}
+            current, changes = published.get("current"), published.get("changes")
             return SyncResult(
                 run_id=checkpoint.run_id, mode=checkpoint.mode, resumed=resumed,
                 modified_after=checkpoint.modified_after, devices=checkpoint.devices, findings=checkpoint.findings,
@@ -104,6 +106,10 @@ class SyncRun:
                 location=self.output.location,
                 stats={
                     "id_ranges": len(checkpoint.ranges),
+                    "current_devices": current.get("devices") if isinstance(current, dict) else None,
+                    "current_findings": current.get("findings") if isinstance(current, dict) else None,
+                    "baseline": changes.get("baseline") if isinstance(changes, dict) else None,
+                    "changes": changes.get("counts") if isinstance(changes, dict) else None,
                     "runs_deleted": retention.runs_deleted,
                     **self.client.stats.as_dict(),
                 },

@@ -31,7 +31,8 @@ class Segment:
     devices: int
     findings: int
     devices_file: str
-    findings_file: str | None
+    #: Written even when empty, so every segment has both parts.
+    findings_file: str
     #: The oldest ``modified_at`` of its devices: no asset of the segment has aged out while the
     #: window starts before it, so the segment need not even be read.
     oldest_modified_at: str | None
@@ -50,7 +51,7 @@ class Segment:
         for name in ("first_asset_id", "last_asset_id", "devices", "findings"):
             if not isinstance(value[name], int) or isinstance(value[name], bool) or value[name] < 0:
                 raise ValueError(f"a segment's {name} is not a count or an id")
-        if not isinstance(value["devices_file"], str) or not isinstance(value["findings_file"], str | None):
+        if not isinstance(value["devices_file"], str) or not isinstance(value["findings_file"], str):
             raise ValueError("a segment's files are not paths")
         if not isinstance(value["oldest_modified_at"], str | None):
             raise ValueError("a segment's oldest_modified_at is not a date")
@@ -58,7 +59,7 @@ class Segment:
 
     @property
     def files(self) -> list[str]:
-        return [self.devices_file] + ([self.findings_file] if self.findings_file else [])
+        return [self.devices_file, self.findings_file]
 
 
 class _Part:
@@ -103,7 +104,7 @@ class _Part:
 
     def write(self, output: RunOutput, run_id: str, number: int) -> Segment:
         devices = output.write_part(run_id, "current/devices", number, _chunks(self.devices_spool))
-        findings = output.write_part(run_id, "current/findings", number, _chunks(self.findings_spool)) if self.findings else None
+        findings = output.write_part(run_id, "current/findings", number, _chunks(self.findings_spool))
         self.close()
         return Segment(self.first, self.last, self.devices, self.findings, devices, findings, self.oldest)
 
