@@ -35,6 +35,7 @@ import json
 import math
 import os
 import pstats
+import random
 import re
 import resource
 import shutil
@@ -247,6 +248,8 @@ class SizeResult:
     phases: list[Phase]
     notes: list[str]
     profile_lines: list[str]
+    #: main (all phases), small (memory comparison), state (a large state: full then 1% changed, no floor)
+    kind: str = "main"
 
 
 def estate_clock() -> datetime:
@@ -333,9 +336,48 @@ def _verify(out_dir: Path, estate: Estate, summary: dict[str, Any]) -> Verificat
         problems.append(f"manifest counts {manifest['counts']} do not match the files")
     if summary.get("devices") != device_lines or summary.get("findings") != finding_lines:
         problems.append(f"summary says {summary.get('devices')} devices / {summary.get('findings')} findings")
+    problems += _verify_state(out_dir, manifest, estate)
     if problems:
         raise BenchError("the sync's output is wrong: " + "; ".join(problems))
     return Verification(str(manifest["mode"]), str(manifest["window"]["modified_after"]), device_lines, finding_lines)
+
+
+def _verify_state(out_dir: Path, manifest: dict[str, Any], estate: Estate) -> list[str]:
+    """The current state holds exactly the estate's assets in scope, with all their findings (no deletions here)."""
+    current = manifest["current"]
+    scope = parse_datetime(str(current["modified_after"]))
+    if scope is None:
+        return [f"unreadable state scope {current['modified_after']!r}"]
+    expected = estate.modified_after(scope)
+    ids: list[str] = []
+    finding_lines = 0
+    for path in current["files"]:
+        data = (out_dir / path).read_bytes()
+        if "/current/devices/" in path:
+            ids += [str(json.loads(line)["asset_id"]) for line in data.splitlines()]
+        else:
+            finding_lines += data.count(b"\n")
+    problems = []
+    if ids != [str(a.id) for a in expected]:
+        problems.append(f"current state: {len(ids)} devices, truth {len(expected)} (or not in asset id order)")
+    if finding_lines != sum(len(a.findings) for a in expected) or current["findings"] != finding_lines:
+        problems.append(f"current state: {finding_lines} findings, truth {sum(len(a.findings) for a in expected)}")
+    return problems
+
+
+#: Share of the in-window assets a "1% changed" phase re-scans (new finding, dates moved) before its incremental run.
+CHANGED_SHARE = 0.01
+#: Peak RSS of the 20,000-asset full sync before runs kept a current state (bench/README.md): every sync
+#: of every size must stay within 10% of it.
+REFERENCE_RSS_MIB = 38.2
+
+
+def change_share(estate: Estate, share: float) -> str:
+    """Re-scan ``share`` of the in-window assets now (a new finding each, dates moved); what it did, for the notes."""
+    in_window = estate.modified_after(estate.now - timedelta(days=estate.lookback_days))
+    chosen = random.Random(SEED).sample([a.id for a in in_window], max(1, round(len(in_window) * share)))
+    estate.touch(chosen, datetime.now(UTC) - timedelta(seconds=5))
+    return f"before the 1% phase: {len(chosen):,} of {len(in_window):,} in-window assets re-scanned (a new finding each)"
 
 
 def _last_json(text: str) -> dict[str, Any]:
@@ -348,10 +390,11 @@ def _last_json(text: str) -> dict[str, Any]:
 
 
 class SizeBench:
-    def __init__(self, args: argparse.Namespace, assets: int, main_size: bool) -> None:
+    def __init__(self, args: argparse.Namespace, assets: int, kind: str) -> None:
         self.args = args
         self.assets = assets
-        self.main_size = main_size
+        self.kind = kind
+        self.main_size = kind == "main"
         self.workdir = Path(tempfile.mkdtemp(prefix=f"qualys-bench-{assets}-"))
         self.probe_rate = 0.0
         self.cache: PageCache | None = None
@@ -366,6 +409,8 @@ class SizeBench:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _run(self) -> SizeResult:
+        if self.kind == "state":
+            return self._run_state()
         args = self.args
         started = time.perf_counter()
         estate = Estate.generate(assets=self.assets, seed=SEED, now=estate_clock())
@@ -452,6 +497,9 @@ class SizeBench:
                 profiled = self._sync(sim, estate, "(h) sync, full, profiled", cmd, profile_env, prof_out)
                 phases.append(profiled)
                 profile_lines = self._profile_report(prof_file, profiled, phases[1])
+            if self.main_size:  # last: it changes the estate
+                notes.append(change_share(estate, CHANGED_SHARE))
+                phases.append(self._sync(sim, estate, "(i) sync, incremental, 1% changed", sync_cmd, env, out))
             removed = cache.prune()
             if removed:
                 notes.append(f"page cache: removed {removed} bodies of earlier estates")
@@ -475,6 +523,44 @@ class SizeBench:
             phases=phases,
             notes=notes,
             profile_lines=profile_lines,
+        )
+
+    def _run_state(self) -> SizeResult:
+        """A large state: a full sync (the baseline state), then an incremental one with 1% of the assets changed.
+
+        Qualys's latency is cut to ``--state-latency`` (the point is the state's cost, not Qualys's pace); no floor.
+        """
+        args = self.args
+        estate = Estate.generate(assets=self.assets, seed=SEED, now=estate_clock())
+        in_window = estate.modified_after(estate.now - timedelta(days=estate.lookback_days))
+        qids = sorted({f.qid for a in in_window for f in a.findings})
+        tag_ids = sorted({t for a in in_window for t in a.tag_ids})
+        seconds = args.state_latency
+        cache_dir = Path(args.cache_dir) / f"assets-{self.assets}-seed{SEED}-page{args.page_size}"
+        cache = self.cache = PageCache(cache_dir)
+        latency = Latency(hostasset=seconds, kb=seconds, tag=seconds, count=seconds)
+        notes = [f"latency {seconds} s per request of any kind (--state-latency): the state's cost, not Qualys's pace"]
+        with QualysSimulator(
+            estate, username=USERNAME, password=PASSWORD, concurrency_limit=args.concurrency,
+            rate_limit=args.rate_limit, latency=latency, page_cache=cache,
+        ) as sim:
+            kb_batches = [qids[i : i + KB_BATCH_SIZE] for i in range(0, len(qids), KB_BATCH_SIZE)]
+            warm = warm_page_cache(sim, cache, page_size=args.page_size, kb_batches=kb_batches, fields=LIMITED_FIELDS)
+            notes.append(f"page cache {cache_dir}: {warm.pages} hostasset pages ready in {warm.seconds:.1f} s")
+            self.log(notes[-1])
+            env = _sync_env(sim, args.page_size, estate.lookback_days)
+            out = self.workdir / "output"
+            sync_cmd = [sys.executable, "-m", "qualys", "sync", "--output-dir", str(out), "--json"]
+            name = f"state of {self.assets:,}"
+            phases = [self._sync(sim, estate, f"(j) sync, full, {name}", sync_cmd, env, out)]
+            notes.append(change_share(estate, CHANGED_SHARE))
+            phases.append(self._sync(sim, estate, f"(k) sync, incremental, 1% changed, {name}", sync_cmd, env, out))
+            cache.prune()
+        return SizeResult(
+            assets=self.assets, lookback_days=estate.lookback_days, in_window=len(in_window),
+            findings=sum(len(a.findings) for a in in_window), qids=len(qids), tags=len(tag_ids),
+            pages_min=max(1, math.ceil(len(in_window) / args.page_size)), kb_min=math.ceil(len(qids) / KB_BATCH_SIZE),
+            tag_min=math.ceil(len(tag_ids) / TAG_BATCH_SIZE), phases=phases, notes=notes, profile_lines=[], kind="state",
         )
 
     # ---- phases
@@ -621,7 +707,7 @@ def _fmt_requests(requests: Counter[str]) -> str:
 
 
 def render_table(result: SizeResult, args: argparse.Namespace) -> list[str]:
-    reference = result.phases[1]  # the full sync's counts, so the floor's rates compare
+    reference = next(p for p in result.phases if not p.is_floor)  # the full sync's counts, so the floor's rates compare
     header = (
         "phase", "wall s", "assets/s", "findings/s", "MB recv", "requests ha/kb/tag/other", "peak RSS MiB", "CPU s", "x floor"
     )
@@ -640,7 +726,7 @@ def render_table(result: SizeResult, args: argparse.Namespace) -> list[str]:
                 _fmt_requests(phase.requests),
                 f"{phase.measured.peak_rss / MIB:,.1f}",
                 f"{phase.measured.cpu:.2f}",
-                f"{wall / floor_of(result, phase).measured.wall:.2f}",
+                _x_floor(result, phase),
             )
         )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
@@ -676,12 +762,20 @@ def render_table(result: SizeResult, args: argparse.Namespace) -> list[str]:
                 extra.append(f"{summary['retries']} client retries")
         extra.append(f"{phase.measured.processes} process(es)")
         out.append(f"   {phase.name}: " + "; ".join(extra))
-    out.append("   correctness: OK (devices and findings of every sync equal the estate truth for its window)")
-    out += targets(result)
+    out.append(
+        "   correctness: OK (devices and findings of every sync equal the estate truth for its window, "
+        "and its current state the truth for the lookback)"
+    )
+    out += state_targets(result) if result.kind == "state" else targets(result)
     if result.profile_lines:
         out.append("")
         out += [f"   {line}" for line in result.profile_lines]
     return out
+
+
+def _x_floor(result: SizeResult, phase: Phase) -> str:
+    floors = [p for p in result.phases if p.is_floor and (p.partitions, p.whole) == (phase.partitions, phase.whole)]
+    return f"{phase.measured.wall / floors[0].measured.wall:.2f}" if floors else "-"
 
 
 def floor_of(result: SizeResult, phase: Phase) -> Phase:
@@ -709,8 +803,29 @@ def targets(result: SizeResult) -> list[str]:
         f"     [{verdict(full.requests == minimum)}] full sync requests = minimum "
         f"(ha/kb/tag {_fmt_requests(minimum)}): {_fmt_requests(full.requests)}",
         f"     [{verdict(inc_total <= 3)}] incremental, nothing changed, <= 3 requests: {inc_total}",
+        *([f"     [{verdict(incremental.measured.wall < 5)}] incremental, nothing changed, under 5 s: "
+           f"{incremental.measured.wall:.2f} s"] if result.kind == "main" else []),
         *_range_targets(result, verdict),
+        *_state_rss_targets(result, verdict),
     ]
+
+
+def _state_rss_targets(result: SizeResult, verdict: Callable[[bool], str]) -> list[str]:
+    """Every sequential sync within 10% of the reference peak RSS (the state must not cost memory)."""
+    limit = REFERENCE_RSS_MIB * 1.1
+    syncs = [p for p in result.phases if not p.is_floor and p.partitions == 1 and "profiled" not in p.name]
+    worst = max(syncs, key=lambda p: p.measured.peak_rss)
+    return [
+        f"     [{verdict(worst.measured.peak_rss / MIB <= limit)}] every sync's peak RSS <= {limit:.1f} MiB "
+        f"(reference {REFERENCE_RSS_MIB} + 10%): highest {worst.measured.peak_rss / MIB:.1f} MiB, {worst.name}"
+    ]
+
+
+def state_targets(result: SizeResult) -> list[str]:
+    def verdict(ok: bool) -> str:
+        return "met " if ok else "MISS"
+
+    return ["   targets (measured only):", *_state_rss_targets(result, verdict)]
 
 
 def _whole_targets(result: SizeResult, verdict: Callable[[bool], str]) -> list[str]:
@@ -769,6 +884,13 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-whole", action="store_true",
         help="skip phases (f) and (g): floor and sync asking for whole records (QUALYS_LIMIT_FIELDS=false)",
     )
+    parser.add_argument(
+        "--state-assets", type=int, default=100_000,
+        help="also sync an estate this large, full then with 1%% changed, for the current state's cost; 0: skip (100000)",
+    )
+    parser.add_argument(
+        "--state-latency", type=float, default=0.02, help="server seconds per request of the --state-assets run (0.02)"
+    )
     parser.add_argument("--concurrency", type=int, default=2, help="/api/2.0/ concurrency limit (default 2)")
     parser.add_argument("--rate-limit", type=int, default=300, help="/api/2.0/ calls per hour, reset per phase (300)")
     parser.add_argument("--cache-dir", default=str(ROOT / "bench" / ".cache"), help="page cache folder (bench/.cache)")
@@ -780,21 +902,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    sizes = [args.assets] if args.skip_small else [args.assets, args.small]
+    sizes = [(args.assets, "main")] + ([] if args.skip_small else [(args.small, "small")])
+    if args.state_assets:
+        sizes.append((args.state_assets, "state"))
     results: list[SizeResult] = []
     try:
-        for n, size in enumerate(sizes):
-            results.append(SizeBench(args, size, main_size=n == 0).run())
+        for size, kind in sizes:
+            results.append(SizeBench(args, size, kind).run())
             for line in render_table(results[-1], args):
                 print(line, flush=True)
     except BenchError as error:
         print(f"\nbenchmark failed: {error}", file=sys.stderr)
         return 1
-    if len(results) == 2:
-        big, small = (r.phases[1].measured.peak_rss / MIB for r in results)
+    compared = [r for r in results if r.kind != "state"]
+    if len(compared) == 2:
+        big, small = (r.phases[1].measured.peak_rss / MIB for r in compared)
         print(
-            f"\npeak RSS of the full sync: {results[0].assets:,} assets {big:.1f} MiB, "
-            f"{results[1].assets:,} assets {small:.1f} MiB; ratio {big / small:.2f} "
+            f"\npeak RSS of the full sync: {compared[0].assets:,} assets {big:.1f} MiB, "
+            f"{compared[1].assets:,} assets {small:.1f} MiB; ratio {big / small:.2f} "
             f"[{'met ' if big <= small * 1.1 else 'MISS'}] within 10%"
         )
     print(f"\nbenchmark total: {time.perf_counter() - started:.1f} s")

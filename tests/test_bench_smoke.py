@@ -1,4 +1,5 @@
-"""The benchmark's whole flow at a tiny size: floors, syncs (id ranges, whole records), table, correctness check."""
+"""The benchmark's whole flow at a tiny size: floors, syncs (id ranges, whole records, 1% changed, a state size),
+table, correctness check."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ def test_benchmark_flow_prints_the_table_for_a_tiny_estate(tmp_path: Path) -> No
     cmd = [
         sys.executable, "-m", "bench.run", "--assets", "60", "--skip-small", "--page-size", "20",
         "--hostasset-latency", "0", "--kb-latency", "0", "--tag-latency", "0",
-        "--count-latency", "0", "--cache-dir", str(tmp_path / "cache"),
+        "--count-latency", "0", "--cache-dir", str(tmp_path / "cache"), "--state-assets", "80", "--state-latency", "0",
     ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -22,7 +23,8 @@ def test_benchmark_flow_prints_the_table_for_a_tiny_estate(tmp_path: Path) -> No
     rows = {line.split("  ")[0]: line for line in out.splitlines() if line.startswith("(")}
     assert set(rows) == {
         "(a) floor", "(b) sync, full", "(c) sync, incremental", "(d) floor, 4 ranges", "(e) sync, full, 4 ranges",
-        "(f) floor, whole records", "(g) sync, full, whole records",
+        "(f) floor, whole records", "(g) sync, full, whole records", "(i) sync, incremental, 1% changed",
+        "(j) sync, full, state of 80", "(k) sync, incremental, 1% changed, state of 80",
     }
     # 57 of the 60 assets are in the window: the floor reads 3 pages of 20, one KB batch, one tag search,
     # and so does the sync; with 4 ranges asked, 3 pages give 3 ranges: 1 count, 2 boundary searches, 3 chains.
@@ -33,3 +35,6 @@ def test_benchmark_flow_prints_the_table_for_a_tiny_estate(tmp_path: Path) -> No
     assert "MB received with field limiting <= 25% of whole records" in out
     assert "simulator throughput:" in out and "floor schedule:" in out and "benchmark total:" in out
     assert list((tmp_path / "cache").glob("assets-60-*/hostasset/*.xml"))
+    # The 1% phases re-scan one asset (of 57, and of 75 in window): an incremental run reads it again.
+    assert "1 of 57 in-window assets re-scanned" in out and "1 of 75 in-window assets re-scanned" in out
+    assert "every sync's peak RSS <=" in out and "incremental, nothing changed, under 5 s" in out

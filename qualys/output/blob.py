@@ -25,6 +25,9 @@ from qualys.output.sink import JSON
 #: A streamed write up to this size is one Put Blob; a larger one is staged in blocks of this size
 #: and committed at once (Put Block List), so readers still never see half a blob.
 BLOCK_BYTES = 4 << 20
+#: Downloads come in pieces of this size (the SDK's first GET would otherwise take up to 32 MiB): the
+#: state merge reads four files at once (two of the previous state, two of the run's parts).
+READ_BYTES = 1 << 20
 
 class BlobSink:
     """A blob container. Uploads are committed whole, so readers never see half a blob."""
@@ -40,20 +43,19 @@ class BlobSink:
         if output.connection_string is not None:
             try:
                 service = BlobServiceClient.from_connection_string(
-                    output.connection_string.reveal(), max_single_get_size=BLOCK_BYTES, max_chunk_get_size=BLOCK_BYTES
+                    output.connection_string.reveal(), max_single_get_size=READ_BYTES, max_chunk_get_size=READ_BYTES
                 )
             except ValueError:
                 raise SinkError("OUTPUT_STORAGE_CONNECTION_STRING is not a valid connection string.") from None
         else:
             assert output.account_url is not None
-            # Downloads come in pieces of BLOCK_BYTES (the SDK's first GET would otherwise take up to 32 MiB).
             if credential is None:
                 from qualys.hosting.identity import azure_credential
 
                 credential = azure_credential()
             service = BlobServiceClient(
                 output.account_url, credential=credential,
-                max_single_get_size=BLOCK_BYTES, max_chunk_get_size=BLOCK_BYTES,
+                max_single_get_size=READ_BYTES, max_chunk_get_size=READ_BYTES,
             )
         container = service.get_container_client(output.container)
         return cls(container, f"container {output.container} at {service.url.split('?')[0]}")
