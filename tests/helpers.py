@@ -22,6 +22,16 @@ PASSWORD = "Pa55-w0rd!sim"  # the simulator's; asserted never to appear in any o
 FAST_RETRY = RetryPolicy(max_attempts=6, backoff_base=0.02, backoff_max=0.1, max_total_wait=60, concurrency_wait=0.1)
 
 
+class Clock:
+    """A settable clock for ``run_sync(now=...)``: the tests move time forward between runs."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start.replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 def settings_for(
     simulator: QualysSimulator, output: OutputTarget | str, page_size: int = 50, partitions: int = 1
 ) -> SyncSettings:

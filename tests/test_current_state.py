@@ -12,7 +12,7 @@ import random
 import subprocess
 import sys
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import jsonschema
@@ -25,7 +25,7 @@ from qualys.output.sink import JSON, Sink
 from qualys.sync.run import SyncResult, run_sync
 from qualys.timestamps import parse_datetime
 from qualys_simulator.server import Fault, QualysSimulator
-from tests.helpers import PASSWORD, USER, Run, client_for, estate_in_past, listed_files, read_latest, settings_for
+from tests.helpers import PASSWORD, USER, Clock, Run, client_for, estate_in_past, listed_files, read_latest, settings_for
 from tests.state_model import State, expected_changes, next_state
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "qualys" / "schemas"
@@ -51,14 +51,6 @@ class BreakingSink(FolderSink):
                 raise SinkError(f"Simulated storage failure writing {path}.")
             self.fail_after -= 1
         super().write_chunks(path, chunks, content_type)
-
-
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start.replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def sync(simulator: QualysSimulator, sink: Sink, clock: Clock, *, full: bool = False, page_size: int = 50) -> SyncResult:

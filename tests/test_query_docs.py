@@ -23,7 +23,7 @@ from qualys.output.folder import FolderSink
 from qualys.output.sink import Sink, open_sink
 from qualys.sync.run import run_sync
 from qualys_simulator.server import QualysSimulator
-from tests.helpers import PASSWORD, USER, client_for, estate_in_past, read_latest, settings_for
+from tests.helpers import PASSWORD, USER, Clock, client_for, estate_in_past, read_latest, settings_for
 from tests.state_model import State, expected_changes, next_state
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "query-the-output.md"
@@ -39,14 +39,6 @@ def doc_blocks() -> dict[str, str]:
 
 def queries() -> dict[str, str]:
     return {key.removeprefix("query "): sql for key, sql in doc_blocks().items() if key.startswith("query ")}
-
-
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start.replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclasses.dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,15 +19,7 @@ from qualys.output.runs import RunOutput
 from qualys.output.sink import Sink, open_sink
 from qualys.sync.run import SyncResult, run_sync
 from qualys_simulator.server import Fault, QualysSimulator
-from tests.helpers import PASSWORD, USER, client_for, estate_in_past, listed_files, read_latest, settings_for
-
-
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start.replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.helpers import PASSWORD, USER, Clock, client_for, estate_in_past, listed_files, read_latest, settings_for
 
 
 def sync(simulator: QualysSimulator, sink: Sink, clock: Clock, *, full: bool = False) -> SyncResult:
