@@ -69,6 +69,9 @@ param qualysAssetPartitions int = 1
 @description('QUALYS_LIMIT_FIELDS: ask Qualys for only the host asset and tag fields the connector keeps (a platform that rejects it is asked again for whole records).')
 param qualysLimitFields bool = true
 
+@description('Also send each complete run to three custom tables of the Log Analytics workspace (Logs Ingestion API: tables, data collection endpoint and rule, the identity allowed to send to that rule only, KQL functions). Ingestion is billed per GB.')
+param logAnalyticsEnabled bool = false
+
 @minValue(0)
 @maxValue(3650)
 @description('QUALYS_FULL_SYNC_EVERY_DAYS: a run is full when the last full run is older than this many days, so assets deleted in Qualys leave the current state (0: every run is full).')
@@ -227,6 +230,8 @@ var names = {
   logAnalytics: 'log-qualys-${resourceToken}'
   appInsights: 'appi-qualys-${resourceToken}'
   vnet: 'vnet-qualys-${resourceToken}'
+  dataCollectionEndpoint: 'dce-qualys-${resourceToken}'
+  dataCollectionRule: 'dcr-qualys-${resourceToken}'
 }
 
 // The Flex Consumption deployment package lives in its own container of the host storage account
@@ -343,8 +348,20 @@ module rbac 'app/rbac.bicep' = {
     keyVaultName: keyVault.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
     connectEnabled: qualysConnectEnabled
+    dataCollectionRuleName: logAnalyticsEnabled ? logIngestion.outputs.ruleName : ''
     operatorPrincipalId: operatorPrincipalId
     operatorPrincipalType: operatorPrincipalType
+  }
+}
+
+module logIngestion 'app/log-analytics.bicep' = if (logAnalyticsEnabled) {
+  name: 'log-analytics'
+  params: {
+    location: location
+    tags: allTags
+    workspaceName: monitoring.outputs.logAnalyticsName
+    dataCollectionEndpointName: names.dataCollectionEndpoint
+    dataCollectionRuleName: names.dataCollectionRule
   }
 }
 
@@ -381,6 +398,12 @@ var appSettings = {
   QUALYS_SYNC_SCHEDULE: qualysSyncSchedule
   QUALYS_ALLOWED_HOSTS: qualysAllowedHosts
   QUALYS_CONNECT_ENABLED: qualysConnectEnabled ? 'true' : 'false'
+  // The optional Log Analytics destination: empty when logAnalyticsEnabled is false (Blob Storage only).
+  LOG_ANALYTICS_ENDPOINT: logAnalyticsEnabled ? logIngestion.outputs.endpoint : ''
+  LOG_ANALYTICS_RULE_ID: logAnalyticsEnabled ? logIngestion.outputs.ruleId : ''
+  LOG_ANALYTICS_DEVICES_STREAM: logAnalyticsEnabled ? logIngestion.outputs.devicesStream : ''
+  LOG_ANALYTICS_FINDINGS_STREAM: logAnalyticsEnabled ? logIngestion.outputs.findingsStream : ''
+  LOG_ANALYTICS_CHANGES_STREAM: logAnalyticsEnabled ? logIngestion.outputs.changesStream : ''
   AZURE_CLIENT_ID: identity.properties.clientId
 }
 
@@ -415,5 +438,7 @@ output FUNCTION_APP_NAME string = functionApp.outputs.name
 output FUNCTION_APP_HOST_NAME string = functionApp.outputs.defaultHostName
 output KEY_VAULT_URI string = keyVault.outputs.vaultUri
 output OUTPUT_CONTAINER_URL string = '${outputStorage.outputs.blobEndpoint}${outputContainer}'
+@description('Logs ingestion endpoint of the data collection endpoint (logAnalyticsEnabled only; empty otherwise).')
+output LOG_ANALYTICS_ENDPOINT string = logAnalyticsEnabled ? logIngestion.outputs.endpoint : ''
 @description('Static egress IP to allow-list in Qualys (vnetEnabled and natGatewayEnabled only; empty otherwise).')
 output OUTBOUND_IP_ADDRESS string = (vnetEnabled && natGatewayEnabled) ? network.outputs.outboundIpAddress : ''

@@ -99,3 +99,29 @@ def test_blob_outputs() -> None:
     output = load_sync_settings(env).output
     assert isinstance(output, BlobOutput) and output.connection_string == Secret("UseDevelopmentStorage=true")
     assert "UseDevelopmentStorage" not in repr(output)
+
+
+def test_log_analytics_is_off_unless_its_endpoint_is_set() -> None:
+    assert load_sync_settings(BASE_ENV).log_analytics is None
+    endpoint = "https://dce-x.westeurope-1.ingest.monitor.azure.com/"
+    target = load_sync_settings(
+        {**BASE_ENV, "LOG_ANALYTICS_ENDPOINT": endpoint, "LOG_ANALYTICS_RULE_ID": "dcr-1"}
+    ).log_analytics
+    assert target is not None
+    assert (target.endpoint, target.rule_id) == ("https://dce-x.westeurope-1.ingest.monitor.azure.com", "dcr-1")
+    assert dict(target.streams) == {
+        "devices": "Custom-QualysDevices_CL", "findings": "Custom-QualysFindings_CL", "changes": "Custom-QualysChanges_CL",
+    }
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ({"LOG_ANALYTICS_ENDPOINT": "http://dce.example.com"}, "LOG_ANALYTICS_ENDPOINT must be an https:// URL"),
+        ({"LOG_ANALYTICS_ENDPOINT": "https://dce.example.com"}, "LOG_ANALYTICS_RULE_ID is not set"),
+    ],
+)
+def test_log_analytics_settings_fail_fast(override: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_sync_settings({**BASE_ENV, **override})
+    assert fragment in str(error.value)

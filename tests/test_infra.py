@@ -49,6 +49,16 @@ DERIVED_SETTINGS = {
     "AZURE_CLIENT_ID": ("identity.properties.clientId", "identityName"),
 }
 
+# Catalog settings of the optional Log Analytics destination: an output of its module when
+# logAnalyticsEnabled, else empty. setting -> the module output.
+CONDITIONAL_SETTINGS = {
+    "LOG_ANALYTICS_ENDPOINT": "logIngestion.outputs.endpoint",
+    "LOG_ANALYTICS_RULE_ID": "logIngestion.outputs.ruleId",
+    "LOG_ANALYTICS_DEVICES_STREAM": "logIngestion.outputs.devicesStream",
+    "LOG_ANALYTICS_FINDINGS_STREAM": "logIngestion.outputs.findingsStream",
+    "LOG_ANALYTICS_CHANGES_STREAM": "logIngestion.outputs.changesStream",
+}
+
 # Flex Consumption takes these from functionAppConfig (or does not support them); as app settings
 # they break the app or are ignored. AzureWebJobsStorage would be a connection string.
 FORBIDDEN_SETTINGS = {
@@ -76,6 +86,8 @@ STORAGE_ACCOUNT = "Microsoft.Storage/storageAccounts"
 CONTAINER = "Microsoft.Storage/storageAccounts/blobServices/containers"
 VAULT = "Microsoft.KeyVault/vaults"
 APP_INSIGHTS = "Microsoft.Insights/components"
+DCR = "Microsoft.Insights/dataCollectionRules"
+DCE = "Microsoft.Insights/dataCollectionEndpoints"
 
 # (role, scope type, rbac.bicep parameter naming the scope, principal parameter, condition or None)
 EXPECTED_ROLE_ASSIGNMENTS = {
@@ -86,6 +98,7 @@ EXPECTED_ROLE_ASSIGNMENTS = {
     ("Monitoring Metrics Publisher", APP_INSIGHTS, "appInsightsName", "identityPrincipalId", None),
     ("Key Vault Secrets Officer", VAULT, "keyVaultName", "operatorPrincipalId", "hasOperator"),
     ("Storage Blob Data Reader", CONTAINER, "outputContainerName", "operatorPrincipalId", "hasOperator"),
+    ("Monitoring Metrics Publisher", DCR, "dataCollectionRuleName", "identityPrincipalId", "logIngestionEnabled"),
 }
 
 # How main.bicep must wire the rbac module: each scope name comes from the module that creates it.
@@ -228,6 +241,12 @@ def setting_problems(specs: Iterable[SettingSpec], settings: dict[str, Any], par
             problems.append(f"{spec.name} is read by the app but is not an app setting")
             continue
         value = settings[spec.name]
+        if spec.name in CONDITIONAL_SETTINGS:
+            operands = value.get("operator", {}).get("operands", {}) if isinstance(value, dict) else {}
+            wanted = ("logAnalyticsEnabled", CONDITIONAL_SETTINGS[spec.name], "")
+            if (operands.get("condition"), ref(operands.get("true_value")), operands.get("false_value")) != wanted:
+                problems.append(f"{spec.name} should be logAnalyticsEnabled ? {CONDITIONAL_SETTINGS[spec.name]} : ''")
+            continue
         if spec.name in DERIVED_SETTINGS:
             source, name_param = DERIVED_SETTINGS[spec.name]
             if ref(value) != source:
@@ -619,6 +638,12 @@ def test_conditional_roles_follow_their_switches() -> None:
     _, rbac = module(main(), "app/rbac.bicep")
     wiring = {name: ref(value) for name, value in rbac["params"].items() if name in EXPECTED_RBAC_WIRING}
     assert wiring == EXPECTED_RBAC_WIRING
+    # The Log Analytics rule's role exists exactly when the destination does.
+    assert variables["logIngestionEnabled"]["value"] == not_empty("dataCollectionRuleName")
+    rule = rbac["params"]["dataCollectionRuleName"]["operator"]["operands"]
+    assert (rule["condition"], ref(rule["true_value"]), rule["false_value"]) == (
+        "logAnalyticsEnabled", "logIngestion.outputs.ruleName", ""
+    )
     # The connect endpoint's app setting and its vault write permission come from one parameter.
     assert app_settings()["QUALYS_CONNECT_ENABLED"]["operator"]["operands"]["condition"] == "qualysConnectEnabled"
     assert main()["parameters"]["qualysConnectEnabled"]["default"] is False

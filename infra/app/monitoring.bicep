@@ -48,3 +48,4 @@ output appInsightsName string = appInsights.name
 // Ingestion endpoint + component id, not a credential while DisableLocalAuth is true.
 output connectionString string = appInsights.properties.ConnectionString
 output logAnalyticsId string = logAnalytics.id
+output logAnalyticsName string = logAnalytics.name

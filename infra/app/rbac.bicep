@@ -13,6 +13,8 @@
 //   Key Vault Secrets User         vault                  read the Qualys credentials.
 //   Key Vault Secrets Officer      vault (connectEnabled) POST /api/qualys/connect writes them.
 //   Monitoring Metrics Publisher   Application Insights   Entra ID-authenticated telemetry.
+//   Monitoring Metrics Publisher   data collection rule   send rows through the Logs Ingestion API
+//                                  (logAnalyticsEnabled)  (that rule only).
 // Operator (optional, operatorPrincipalId):
 //   Key Vault Secrets Officer      vault                  `az keyvault secret set` for the credentials.
 //   Storage Blob Data Reader       output container       read latest.json and the run manifests.
@@ -28,6 +30,9 @@ param outputContainerName string
 param keyVaultName string
 param appInsightsName string
 param connectEnabled bool = false
+
+@description('The Log Analytics destination\'s data collection rule; empty when it is not deployed.')
+param dataCollectionRuleName string = ''
 param operatorPrincipalId string = ''
 
 @allowed(['User', 'Group', 'ServicePrincipal'])
@@ -44,6 +49,7 @@ var roles = {
 }
 
 var hasOperator = !empty(operatorPrincipalId)
+var logIngestionEnabled = !empty(dataCollectionRuleName)
 
 resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: hostStorageAccountName
@@ -69,6 +75,10 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
+}
+
+resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' existing = {
+  name: dataCollectionRuleName
 }
 
 // --- App identity --------------------------------------------------------------------------------
@@ -125,6 +135,17 @@ resource appInsightsMetricsPublisher 'Microsoft.Authorization/roleAssignments@20
     principalId: identityPrincipalId
     principalType: 'ServicePrincipal'
     description: 'Entra ID-authenticated telemetry (local auth is disabled)'
+  }
+}
+
+resource appRuleMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (logIngestionEnabled) {
+  name: guid(dataCollectionRule.id, identityPrincipalId, roles.monitoringMetricsPublisher)
+  scope: dataCollectionRule
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Send the Qualys records to Log Analytics through this data collection rule only'
   }
 }
 

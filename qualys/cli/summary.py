@@ -29,4 +29,9 @@ def state_summary(result: SyncResult) -> str:
         changes = ", ".join(f"{count:,} {kind}" for kind, count in counts.items() if count) or "none"
     else:
         changes = "unknown"
-    return f"; state: {devices:,} devices, {findings:,} findings; changes: {changes}"
+    delivered = result.stats.get("log_analytics")
+    sent = ""
+    if isinstance(delivered, dict) and isinstance(delivered.get("rows"), dict):
+        rows = sum(int(n) for n in delivered["rows"].values())
+        sent = f"; Log Analytics: {rows:,} rows of {len(delivered.get('runs') or [])} run(s) delivered"
+    return f"; state: {devices:,} devices, {findings:,} findings; changes: {changes}{sent}"

@@ -87,6 +87,20 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "Blob service URL of the output storage account, reached with the managed identity.",
     ),
     SettingSpec("OUTPUT_CONTAINER", "Blob container that receives the output.", "qualys"),
+    SettingSpec(
+        "LOG_ANALYTICS_ENDPOINT",
+        "Logs ingestion endpoint of the data collection endpoint (https://<name>.<region>.ingest.monitor.azure.com): "
+        "set, each complete run is also sent to the Log Analytics tables; empty: Blob Storage only.",
+        "",
+    ),
+    SettingSpec(
+        "LOG_ANALYTICS_RULE_ID",
+        "Immutable id (dcr-...) of the data collection rule that routes the streams to the tables.",
+        "",
+    ),
+    SettingSpec("LOG_ANALYTICS_DEVICES_STREAM", "Stream of the device records in the rule.", "Custom-QualysDevices_CL"),
+    SettingSpec("LOG_ANALYTICS_FINDINGS_STREAM", "Stream of the finding records in the rule.", "Custom-QualysFindings_CL"),
+    SettingSpec("LOG_ANALYTICS_CHANGES_STREAM", "Stream of the change records in the rule.", "Custom-QualysChanges_CL"),
     SettingSpec("KEY_VAULT_URL", "Key Vault that holds the Qualys credentials (unset: use QUALYS_USERNAME/PASSWORD)."),
     SettingSpec("QUALYS_USERNAME_SECRET", "Key Vault secret name of the Qualys user.", "qualys-username"),
     SettingSpec("QUALYS_PASSWORD_SECRET", "Key Vault secret name of the Qualys password.", "qualys-password"),

@@ -32,6 +32,16 @@ class BlobOutput:
 OutputTarget = LocalOutput | BlobOutput
 
 
+@dataclass(frozen=True)
+class LogAnalyticsTarget:
+    """The optional second destination: a data collection endpoint and rule of the Logs Ingestion API."""
+
+    endpoint: str
+    rule_id: str
+    #: Record kind (devices, findings, changes) -> the rule's stream name.
+    streams: Mapping[str, str]
+
+
 #: Upper bound of QUALYS_ASSET_PARTITIONS (concurrent host asset searches).
 MAX_ASSET_PARTITIONS = 8
 
@@ -53,6 +63,8 @@ class SyncSettings:
     full_sync_every_days: int = 7
     #: Complete runs older than this are deleted after a successful run (0: never).
     retention_days: int = 30
+    #: Also send each complete run to Log Analytics (None: Blob Storage or the folder only).
+    log_analytics: LogAnalyticsTarget | None = None
 
 
 class SettingsReader:
@@ -132,6 +144,26 @@ def asset_partitions(reader: SettingsReader) -> int:
     return reader.integer("QUALYS_ASSET_PARTITIONS", 1, MAX_ASSET_PARTITIONS)
 
 
+def load_log_analytics(reader: SettingsReader) -> LogAnalyticsTarget | None:
+    """``LOG_ANALYTICS_*``: None unless the endpoint is set; then the rule id is required too."""
+    endpoint = reader.get("LOG_ANALYTICS_ENDPOINT")
+    if not endpoint:
+        return None
+    parts = urlsplit(endpoint)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigError(
+            "LOG_ANALYTICS_ENDPOINT must be an https:// URL (the data collection endpoint's logs ingestion URL).",
+            "Copy logsIngestion.endpoint from the data collection endpoint (azd sets it).",
+        )
+    rule_id = reader.require(
+        "LOG_ANALYTICS_RULE_ID", "Set it to the data collection rule's immutable id (dcr-...), or unset LOG_ANALYTICS_ENDPOINT."
+    )
+    streams = {
+        kind: reader.get(f"LOG_ANALYTICS_{kind.upper()}_STREAM") or "" for kind in ("devices", "findings", "changes")
+    }
+    return LogAnalyticsTarget(endpoint.rstrip("/"), rule_id, streams)
+
+
 def load_sync_settings(
     environ: Mapping[str, str] | SettingsReader | None = None,
     *,
@@ -166,4 +198,5 @@ def load_sync_settings(
         limit_fields=reader.boolean("QUALYS_LIMIT_FIELDS"),
         full_sync_every_days=reader.integer("QUALYS_FULL_SYNC_EVERY_DAYS", 0, 3650),
         retention_days=reader.integer("QUALYS_RETENTION_DAYS", 0, 36500),
+        log_analytics=load_log_analytics(reader),
     )

@@ -19,6 +19,7 @@ from qualys.api.client import QualysClient
 from qualys.api.retry import RetryPolicy
 from qualys.config.settings import SyncSettings
 from qualys.errors import ConnectorError
+from qualys.output.log_delivery import DeliveryResult, LogAnalyticsDelivery, LogsUploader, ingestion_client
 from qualys.output.retention import RetentionResult, apply_retention
 from qualys.output.runs import RunOutput
 from qualys.output.sink import Sink, open_sink
@@ -76,6 +77,7 @@ class SyncRun:
         state: RunState,
         progress: Callable[[Progress], None] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        delivery: LogAnalyticsDelivery | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -83,10 +85,14 @@ class SyncRun:
         self.state = state
         self._progress = progress
         self._now = now
+        self._delivery = delivery
 
     def run(self, full: bool = False) -> SyncResult:
         with self.state.lock() as lock:
             started_clock = time.monotonic()
+            delivered = DeliveryResult()
+            if self._delivery is not None:  # what an earlier invocation left undelivered goes first
+                delivered = self._delivery.deliver_pending()
             checkpoint, resumed = self._start_or_resume(full)
             if not self.output.has_manifest(checkpoint.run_id):
                 PagePull(self, checkpoint, lock).run()
@@ -95,6 +101,14 @@ class SyncRun:
                 self.output.write_manifest(checkpoint.run_id, self._manifest(checkpoint, state))
             self.output.publish(checkpoint.run_id)
             self.state.clear_checkpoint()
+            if self._delivery is not None:
+                after = self._delivery.deliver_pending()
+                delivered = DeliveryResult(
+                    delivered.runs + after.runs,
+                    {k: delivered.rows.get(k, 0) + after.rows.get(k, 0) for k in delivered.rows.keys() | after.rows.keys()},
+                    delivered.batches + after.batches,
+                    delivered.resumed_files + after.resumed_files,
+                )
             retention = self._retain(checkpoint.run_id)
             published = self.output.manifest(checkpoint.run_id) or {}
             current, changes = published.get("current"), published.get("changes")
@@ -111,6 +125,7 @@ class SyncRun:
                     "baseline": changes.get("baseline") if isinstance(changes, dict) else None,
                     "changes": changes.get("counts") if isinstance(changes, dict) else None,
                     "runs_deleted": retention.runs_deleted,
+                    **({"log_analytics": delivered.summary()} if self._delivery is not None else {}),
                     **self.client.stats.as_dict(),
                 },
             )
@@ -218,14 +233,23 @@ def run_sync(
     client: QualysClient | None = None,
     progress: Callable[[Progress], None] | None = None,
     now: Callable[[], datetime] | None = None,
+    log_uploader: LogsUploader | None = None,
 ) -> SyncResult:
-    """The one code path behind the CLI, the timer function and the tests (``now``: the clock, for tests)."""
+    """The one code path behind the CLI, the timer function and the tests (``now``: the clock, and
+    ``log_uploader``: the Logs Ingestion client, for tests)."""
     target = sink or open_sink(settings.output)
     own_client = client is None
     qualys = client or make_client(settings)
     try:
         clock = {"now": now} if now is not None else {}
-        run = SyncRun(settings, qualys, output=RunOutput(target), state=RunState(target), progress=progress, **clock)
+        output = RunOutput(target)
+        delivery = None
+        if settings.log_analytics is not None:
+            uploader = log_uploader or ingestion_client(settings.log_analytics)
+            delivery = LogAnalyticsDelivery(output, settings.log_analytics, uploader)
+        run = SyncRun(
+            settings, qualys, output=output, state=RunState(target), progress=progress, delivery=delivery, **clock
+        )
         return run.run(full=full)
     finally:
         if own_client:

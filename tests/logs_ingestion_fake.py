@@ -1,0 +1,288 @@
+"""A fake Logs Ingestion endpoint that the real ``azure.monitor.ingestion.LogsIngestionClient`` talks to.
+
+Real TLS on 127.0.0.1 (a self-signed certificate made at test time), a bearer token required,
+``POST /dataCollectionRules/{ruleId}/streams/{stream}?api-version=2023-01-01`` with the rule id and
+the stream checked, gzip bodies decoded, and every row validated against the stream's declared
+columns (``qualys.output.log_tables``, the source the Bicep's declarations come from): an unknown
+column or a value of the wrong type is a 400 naming the column, as a rule's schema check would be.
+Accepted rows are kept per stream; rows identical to ones accepted before are counted as repeats.
+Scripted faults answer 413, 429 (with ``Retry-After``), 500 or 400 for the next requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import re
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from azure.monitor.ingestion import LogsIngestionClient
+
+from qualys.output.log_tables import TABLES
+from tests.keyvault_fake import StubCredential, make_self_signed_cert
+
+TOKEN = "fake-monitor-token"
+RULE_ID = "dcr-0123456789abcdef0123456789abcdef"
+API_VERSION = "2023-01-01"
+_PATH = re.compile(r"^/dataCollectionRules/(?P<rule>[^/]+)/streams/(?P<stream>[^/]+)$")
+
+
+@dataclass
+class IngestionFault:
+    status: int
+    times: int = 1
+    retry_after: int | None = None
+    #: Let this many requests through first.
+    skip: int = 0
+
+
+@dataclass(frozen=True)
+class IngestionRequest:
+    stream: str
+    status: int
+    rows: int
+    authorized: bool
+    gzip: bool
+
+
+@dataclass
+class _Stream:
+    columns: dict[str, str]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    repeats: int = 0
+
+
+class FakeLogsIngestion:
+    """``https://127.0.0.1:<port>``: the data collection endpoint's logs ingestion URL."""
+
+    def __init__(self, directory: Path, *, rule_id: str = RULE_ID, token: str = TOKEN) -> None:
+        self.cert_path, self._key_path = make_self_signed_cert(directory)
+        self.credential = StubCredential(token)
+        self.rule_id = rule_id
+        self._token = token
+        self._streams = {table.stream: _Stream(dict(table.columns)) for table in TABLES}
+        self._faults: list[IngestionFault] = []
+        self._log: list[IngestionRequest] = []
+        #: Seconds each request waits before it is answered (a slow endpoint, so a test can kill mid-upload).
+        self.delay_seconds = 0.0
+        self._lock = threading.Lock()
+        self._server: _TlsServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle
+    def start(self) -> FakeLogsIngestion:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert_path, self._key_path)
+        self._server = _TlsServer(("127.0.0.1", 0), _Handler, self, context)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-logs-ingestion", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeLogsIngestion:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the fake endpoint is not running")
+        return f"https://127.0.0.1:{self._server.server_address[1]}"
+
+    def client(self, **kwargs: Any) -> LogsIngestionClient:
+        """The real client, trusting this endpoint's certificate, with fast retries."""
+        options: dict[str, Any] = {"connection_verify": str(self.cert_path), "retry_backoff_factor": 0.05}
+        options.update(kwargs)
+        return LogsIngestionClient(self.url, self.credential, **options)
+
+    # ---- what tests read and script
+    def rows(self, stream: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._streams[stream].rows)
+
+    def repeats(self, stream: str) -> int:
+        with self._lock:
+            return self._streams[stream].repeats
+
+    @property
+    def requests(self) -> list[IngestionRequest]:
+        with self._lock:
+            return list(self._log)
+
+    def inject(self, *faults: IngestionFault) -> None:
+        with self._lock:
+            self._faults.extend(faults)
+
+    def drop_column(self, stream: str, column: str) -> None:
+        """As if the rule had been deployed by an older version without ``column``."""
+        with self._lock:
+            del self._streams[stream].columns[column]
+
+    # ---- the API
+    def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any] | None, dict[str, str], int]:
+        """(status, error body, extra headers, rows)."""
+        parts = urlsplit(path)
+        if parse_qs(parts.query).get("api-version") != [API_VERSION]:
+            return 400, _error("InvalidApiVersion", f"api-version must be {API_VERSION}"), {}, 0
+        authorization = headers.get("authorization", "")
+        if authorization != f"Bearer {self._token}":
+            return 401, _error("InvalidToken", "The access token is missing or invalid."), {}, 0
+        match = _PATH.match(unquote(parts.path))
+        if match is None or match["rule"] != self.rule_id:
+            return 404, _error("NotFound", "Data collection rule not found."), {}, 0
+        if self.delay_seconds:
+            time.sleep(self.delay_seconds)
+        with self._lock:
+            stream = self._streams.get(match["stream"])
+            fault = self._next_fault()
+        if stream is None:
+            return 404, _error("InvalidStream", f"Stream {match['stream']} is not declared in the rule."), {}, 0
+        if fault is not None:
+            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            return fault.status, _error("Scripted", f"scripted {fault.status}"), extra, 0
+        if headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        try:
+            rows = json.loads(body)
+        except ValueError:
+            return 400, _error("InvalidJson", "The body is not JSON."), {}, 0
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            return 400, _error("InvalidPayload", "The body must be a JSON array of objects."), {}, 0
+        problem = next((p for row in rows if (p := _check_row(row, stream.columns))), None)
+        if problem is not None:
+            return 400, _error("InvalidSchema", problem), {}, 0
+        with self._lock:
+            for row in rows:
+                key = json.dumps(row, sort_keys=True)
+                if key in stream.seen:
+                    stream.repeats += 1
+                stream.seen.add(key)
+                stream.rows.append(row)
+        return 204, None, {}, len(rows)
+
+    def record(self, entry: IngestionRequest) -> None:
+        with self._lock:
+            self._log.append(entry)
+
+    def _next_fault(self) -> IngestionFault | None:
+        for fault in self._faults:
+            if fault.times <= 0:
+                continue
+            if fault.skip > 0:
+                fault.skip -= 1
+                return None
+            fault.times -= 1
+            return fault
+        return None
+
+
+def _check_row(row: dict[str, Any], columns: dict[str, str]) -> str | None:
+    if "TimeGenerated" not in row:
+        return "Column TimeGenerated is required."
+    for name, value in row.items():
+        kind = columns.get(name)
+        if kind is None:
+            return f"Column '{name}' is not declared in the stream."
+        if value is not None and not _fits(value, kind):
+            return f"Column '{name}' of type {kind} cannot hold {value!r}."
+    return None
+
+
+def _fits(value: Any, kind: str) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind in ("int", "long"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "real":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "datetime":
+        if not isinstance(value, str):
+            return False
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        return True
+    return kind == "dynamic"
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+class _TlsServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], fake: FakeLogsIngestion, context: ssl.SSLContext
+    ) -> None:
+        self.fake = fake
+        self.context = context
+        super().__init__(address, handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                tls.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients hanging up mid-request (a killed connector) are not test failures."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+    timeout = 30
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silent; see FakeLogsIngestion.requests."""
+
+    def do_POST(self) -> None:
+        fake = cast(_TlsServer, self.server).fake
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        status, payload, extra, rows = fake.handle(self.path, headers, body)
+        match = _PATH.match(unquote(urlsplit(self.path).path))
+        fake.record(IngestionRequest(
+            match["stream"] if match else "", status, rows, "authorization" in headers,
+            headers.get("content-encoding") == "gzip",
+        ))
+        data = json.dumps(payload).encode() if payload is not None else b""
+        self.send_response(status)
+        for key, value in extra.items():
+            self.send_header(key, value)
+        if data:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)

@@ -1,0 +1,199 @@
+"""The Log Analytics destination against a TLS stand-in of the Logs Ingestion API, driven by the real client.
+
+Row for row against the simulator's truth (through the state model), resumed after failures and a
+kill without re-sending accepted batches, and refusals reported with the table, the column and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qualys.config.secret import Secret
+from qualys.config.settings import BlobOutput, LocalOutput, LogAnalyticsTarget
+from qualys.output.folder import FolderSink
+from qualys.output.log_delivery import LogDeliveryError
+from qualys.output.log_tables import TABLES_BY_KIND
+from qualys.output.sink import Sink, open_sink
+from qualys.sync.run import SyncResult, run_sync
+from qualys_simulator.server import QualysSimulator
+from tests.helpers import PASSWORD, USER, Clock, client_for, estate_in_past, read_latest, settings_for
+from tests.logs_ingestion_fake import RULE_ID, FakeLogsIngestion, IngestionFault
+
+ROOT = Path(__file__).resolve().parents[1]
+DEVICES, FINDINGS, CHANGES = (TABLES_BY_KIND[kind].stream for kind in ("devices", "findings", "changes"))
+
+
+@pytest.fixture
+def ingestion(tmp_path: Path) -> Iterator[FakeLogsIngestion]:
+    with FakeLogsIngestion(tmp_path) as fake:
+        yield fake
+
+
+def target(fake: FakeLogsIngestion) -> LogAnalyticsTarget:
+    return LogAnalyticsTarget(fake.url, RULE_ID, {kind: table.stream for kind, table in TABLES_BY_KIND.items()})
+
+
+def sync(
+    simulator: QualysSimulator, sink: Sink, clock: Clock, fake: FakeLogsIngestion, *, full: bool = False, **client: Any
+) -> SyncResult:
+    settings = dataclasses.replace(settings_for(simulator, LocalOutput("unused"), 50), log_analytics=target(fake))
+    with client_for(simulator) as qualys:
+        return run_sync(settings, full=full, sink=sink, client=qualys, now=clock, log_uploader=fake.client(**client))
+
+
+def without_run_columns(rows: list[dict[str, Any]], run_id: str, started_at: str) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        record = dict(row)
+        assert record.pop("TimeGenerated") == started_at and record["run_id"] == run_id
+        if "change" not in record:
+            del record["run_id"]
+        out.append(record)
+    return out
+
+
+def test_runs_reach_the_three_tables_row_for_row(tmp_path: Path, ingestion: FakeLogsIngestion) -> None:
+    estate = estate_in_past(300, seed=41)
+    sink = FolderSink(str(tmp_path / "out"))
+    clock = Clock(estate.now + timedelta(hours=1))
+    with QualysSimulator(estate, username=USER, password=PASSWORD) as simulator:
+        first = sync(simulator, sink, clock, ingestion)
+        one = read_latest(sink)
+        # The first delivery sends the current state, so the tables start complete.
+        assert without_run_columns(ingestion.rows(DEVICES), first.run_id, str(one.manifest["started_at"])) == list(
+            one.current_devices.values()
+        )
+        assert len(ingestion.rows(FINDINGS)) == len(one.current_findings) and ingestion.rows(CHANGES) == []
+        clock.now += timedelta(hours=4)
+        ids = sorted(estate.assets)
+        estate.touch(ids[:5], clock.now - timedelta(minutes=1))
+        estate.fix(ids[5:8], clock.now - timedelta(minutes=1))
+        second = sync(simulator, sink, clock, ingestion)
+        two = read_latest(sink)
+    started = str(two.manifest["started_at"])
+    devices = [r for r in ingestion.rows(DEVICES) if r["run_id"] == second.run_id]
+    findings = [r for r in ingestion.rows(FINDINGS) if r["run_id"] == second.run_id]
+    changes = [r for r in ingestion.rows(CHANGES) if r["run_id"] == second.run_id]
+    # Later runs send what they read, and their change feed, each record once, in the files' order.
+    assert without_run_columns(devices, second.run_id, started) == [two.devices[k] for k in _order(sink, two, "devices")]
+    assert sorted(map(_key, without_run_columns(findings, second.run_id, started))) == sorted(map(_key, two.findings.values()))
+    assert without_run_columns(changes, second.run_id, started) == two.changes and changes
+    assert all(ingestion.repeats(stream) == 0 for stream in (DEVICES, FINDINGS, CHANGES))
+    status = json.loads((tmp_path / "out" / "runs" / second.run_id / "log-analytics.json").read_text())
+    assert status["complete"] is True and status["mode"] == "run"
+    assert status["rows"] == {
+        "QualysDevices_CL": len(devices), "QualysFindings_CL": len(findings), "QualysChanges_CL": len(changes)
+    }
+    assert second.stats["log_analytics"]["runs"] == [second.run_id]  # type: ignore[index]
+    assert all(r.authorized and r.gzip and r.status == 204 for r in ingestion.requests)
+    assert PASSWORD not in json.dumps(ingestion.rows(DEVICES))
+
+
+def test_throttling_server_errors_and_oversized_batches_are_retried_without_loss(
+    tmp_path: Path, ingestion: FakeLogsIngestion
+) -> None:
+    estate = estate_in_past(200, seed=42)
+    sink = FolderSink(str(tmp_path / "out"))
+    ingestion.inject(
+        IngestionFault(429, retry_after=1), IngestionFault(500, skip=1), IngestionFault(413, skip=1), IngestionFault(503)
+    )
+    with QualysSimulator(estate, username=USER, password=PASSWORD) as simulator:
+        started = time.monotonic()
+        sync(simulator, sink, Clock(estate.now + timedelta(hours=1)), ingestion)
+        elapsed = time.monotonic() - started
+    run = read_latest(sink)
+    assert len(ingestion.rows(DEVICES)) == len(run.current_devices)
+    assert len(ingestion.rows(FINDINGS)) == len(run.current_findings)
+    assert sum(ingestion.repeats(s) for s in (DEVICES, FINDINGS, CHANGES)) == 0
+    statuses = [r.status for r in ingestion.requests]
+    assert {429, 500, 413, 503} <= set(statuses)
+    assert elapsed >= 1, "the client waited as Retry-After said"
+
+
+def test_a_refused_batch_stops_with_the_table_the_column_and_the_fix(tmp_path: Path, ingestion: FakeLogsIngestion) -> None:
+    estate = estate_in_past(60, seed=43)
+    sink = FolderSink(str(tmp_path / "out"))
+    ingestion.drop_column(FINDINGS, "cvss_v3_base")  # a rule deployed by an older version
+    with QualysSimulator(estate, username=USER, password=PASSWORD) as simulator, pytest.raises(LogDeliveryError) as refused:
+        sync(simulator, sink, Clock(estate.now + timedelta(hours=1)), ingestion)
+    message = str(refused.value)
+    assert "QualysFindings_CL" in message and "cvss_v3_base" in message and "azd provision" in message
+    assert "\n" not in message and "Bearer" not in message and ingestion.credential.token not in message
+    # Blob (here the folder) has the run; the devices went; the next invocation resumes from the findings.
+    assert read_latest(sink).manifest["run_id"]
+    assert ingestion.rows(DEVICES) and not ingestion.rows(FINDINGS)
+
+
+def _key(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True)
+
+
+def _order(sink: Sink, run: Any, kind: str) -> list[str]:
+    ids: list[str] = []
+    for path in run.manifest["files"]:
+        if f"/{kind}/" in path:
+            ids += [json.loads(line)["asset_id"] for line in (sink.read(path) or b"").decode().splitlines()]
+    return ids
+
+
+def test_a_run_into_blob_storage_reaches_the_tables(azurite_connection_string: str, ingestion: FakeLogsIngestion) -> None:
+    container = f"la-{os.getpid()}-{int(time.time())}"
+    sink = open_sink(BlobOutput(container, connection_string=Secret(azurite_connection_string)))
+    estate = estate_in_past(250, seed=44)
+    with QualysSimulator(estate, username=USER, password=PASSWORD) as simulator:
+        result = sync(simulator, sink, Clock(estate.now + timedelta(hours=1)), ingestion)
+    run = read_latest(sink)
+    started = str(run.manifest["started_at"])
+    assert sorted(map(_key, without_run_columns(ingestion.rows(DEVICES), result.run_id, started))) == sorted(
+        map(_key, run.current_devices.values())
+    )
+    assert sorted(map(_key, without_run_columns(ingestion.rows(FINDINGS), result.run_id, started))) == sorted(
+        map(_key, run.current_findings.values())
+    )
+    assert sink.read(f"runs/{result.run_id}/log-analytics.json")
+
+
+def test_a_kill_mid_upload_resumes_with_the_next_invocation(tmp_path: Path, ingestion: FakeLogsIngestion) -> None:
+    estate = estate_in_past(1500, seed=45)
+    out = tmp_path / "out"
+    ingestion.delay_seconds = 0.05
+    with QualysSimulator(estate, username=USER, password=PASSWORD) as simulator:
+        command = [
+            sys.executable, "-m", "tests.log_ingestion_driver", "--api-url", simulator.url, "--output-dir", str(out),
+            "--endpoint", ingestion.url, "--certificate", str(ingestion.cert_path),
+        ]
+        victim = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and victim.poll() is None:
+            if sum(1 for r in ingestion.requests if r.stream == FINDINGS and r.status == 204) >= 5:
+                break
+            time.sleep(0.005)
+        victim.kill()
+        assert victim.wait(timeout=10) == -9, "the kill must land mid-upload"
+        before = len(ingestion.rows(FINDINGS))
+        run = read_latest(FolderSink(str(out)))
+        assert 0 < before < len(run.current_findings)
+        ingestion.delay_seconds = 0
+        resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    delivered = summary["log_analytics"]
+    assert delivered["runs"][0] == run.manifest["run_id"] and delivered["resumed_files"] == 1
+    findings = ingestion.rows(FINDINGS)
+    first_run = [r for r in findings if r["run_id"] == run.manifest["run_id"]]
+    unique = {_key(r) for r in first_run}
+    assert len(unique) == len(run.current_findings), "every row delivered"
+    repeats = ingestion.repeats(FINDINGS)
+    assert repeats == len(first_run) - len(unique)
+    assert repeats <= 5000, "at most the batch in flight is sent twice"
+    print(f"\nkilled after {before} of {len(run.current_findings)} finding rows; resumed; {repeats} rows sent twice")
