@@ -14,71 +14,30 @@ names vault.azure.net, not 127.0.0.1) and ``connection_verify=<the certificate>`
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import json
-import ssl
-import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from azure.core.credentials import AccessToken
 from azure.keyvault.secrets import SecretClient
 
+from tests.tls_stand_in import TlsServer, TlsStandIn, make_self_signed_cert
+
+#: make_self_signed_cert is re-exported for the tests that build their own TLS servers.
+__all__ = ["FakeKeyVault", "StubCredential", "make_self_signed_cert", "secret_client_factory"]
+
 TENANT_ID = "72f988bf-0000-4000-8000-00000000fa4e"
 VAULT_RESOURCE = "https://vault.azure.net"
 #: The bearer token the stub credential hands out and the fake vault accepts.
 TOKEN = "fake-vault-token"
 CHALLENGE = f'Bearer authorization="https://login.microsoftonline.com/{TENANT_ID}", resource="{VAULT_RESOURCE}"'
-
-
-def make_self_signed_cert(directory: Path) -> tuple[Path, Path]:
-    """``cert.pem``/``key.pem`` for 127.0.0.1 (SAN IP:127.0.0.1): with ``cryptography`` if importable, else openssl."""
-    cert_path, key_path = directory / "vault-cert.pem", directory / "vault-key.pem"
-    try:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-    except ImportError:  # pragma: no cover - cryptography comes with azure-identity
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", str(key_path), "-out", str(cert_path), "-days", "2", "-subj", "/CN=127.0.0.1",
-             "-addext", "subjectAltName=IP:127.0.0.1"],
-            check=True, capture_output=True,
-        )
-        return cert_path, key_path
-    import ipaddress
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
 
 
 class StubCredential:
@@ -113,50 +72,20 @@ class _Version:
     created: int
 
 
-class FakeKeyVault:
+class FakeKeyVault(TlsStandIn):
     """``https://127.0.0.1:<port>``; tests set secrets directly with :meth:`set` and read the request log."""
 
+    thread_name = "fake key vault"
+
     def __init__(self, directory: Path, *, token: str = TOKEN) -> None:
-        self.cert_path, self._key_path = make_self_signed_cert(directory)
+        super().__init__(directory)
         self.credential = StubCredential(token)
         self.deny_reads = False
         self.deny_writes = False
         self._secrets: dict[str, list[_Version]] = {}
         self._log: list[VaultRequest] = []
         self._lock = threading.Lock()
-        self._server: _TlsServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # ---- lifecycle
-    def start(self) -> FakeKeyVault:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_path, self._key_path)
-        self._server = _TlsServer(("127.0.0.1", 0), _Handler, self, context)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-key-vault", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeKeyVault:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake vault is not running")
-        return f"https://127.0.0.1:{self._server.server_address[1]}"
 
     # ---- test-side access (not logged)
     def set(self, name: str, value: str) -> str:
@@ -247,36 +176,6 @@ def _forbidden(action: str, name: str) -> dict[str, object]:
     return {"error": {"code": "Forbidden", "message": message, "innererror": {"code": "ForbiddenByRbac"}}}
 
 
-class _TlsServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        handler: type[BaseHTTPRequestHandler],
-        vault: FakeKeyVault,
-        context: ssl.SSLContext,
-    ) -> None:
-        self.vault = vault
-        self.context = context
-        super().__init__(address, handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        """TLS handshake on the connection's own thread, so a stalled client never blocks accept()."""
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        try:
-            super().finish_request(tls, client_address)
-        finally:
-            with contextlib.suppress(OSError):
-                tls.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients hanging up mid-request are not test failures; the request log tells what happened."""
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one request per connection: nothing lingers after stop()
     timeout = 30
@@ -294,7 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("DELETE")
 
     def _serve(self, method: str) -> None:
-        vault = cast(_TlsServer, self.server).vault
+        vault = cast(FakeKeyVault, cast(TlsServer, self.server).owner)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         authorization = self.headers.get("Authorization")
@@ -310,6 +209,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("x-ms-keyvault-service-version", "1.9.0.0")
         self.end_headers()
         self.wfile.write(data)
+
+
+FakeKeyVault.handler = _Handler
 
 
 def secret_client_factory(vault: FakeKeyVault, calls: list[str] | None = None) -> Callable[[str], SecretClient]:

@@ -11,25 +11,23 @@ Scripted faults answer 413, 429 (with ``Retry-After``), 500 or 400 for the next 
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import re
-import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from azure.monitor.ingestion import LogsIngestionClient
 
 from qualys.output.log_tables import TABLES
-from tests.keyvault_fake import StubCredential, make_self_signed_cert
+from tests.keyvault_fake import StubCredential
+from tests.tls_stand_in import TlsServer, TlsStandIn
 
 TOKEN = "fake-monitor-token"
 RULE_ID = "dcr-0123456789abcdef0123456789abcdef"
@@ -63,11 +61,13 @@ class _Stream:
     repeats: int = 0
 
 
-class FakeLogsIngestion:
+class FakeLogsIngestion(TlsStandIn):
     """``https://127.0.0.1:<port>``: the data collection endpoint's logs ingestion URL."""
 
+    thread_name = "fake logs ingestion endpoint"
+
     def __init__(self, directory: Path, *, rule_id: str = RULE_ID, token: str = TOKEN) -> None:
-        self.cert_path, self._key_path = make_self_signed_cert(directory)
+        super().__init__(directory)
         self.credential = StubCredential(token)
         self.rule_id = rule_id
         self._token = token
@@ -77,39 +77,6 @@ class FakeLogsIngestion:
         #: Seconds each request waits before it is answered (a slow endpoint, so a test can kill mid-upload).
         self.delay_seconds = 0.0
         self._lock = threading.Lock()
-        self._server: _TlsServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # ---- lifecycle
-    def start(self) -> FakeLogsIngestion:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_path, self._key_path)
-        self._server = _TlsServer(("127.0.0.1", 0), _Handler, self, context)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-logs-ingestion", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeLogsIngestion:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake endpoint is not running")
-        return f"https://127.0.0.1:{self._server.server_address[1]}"
 
     def client(self, **kwargs: Any) -> LogsIngestionClient:
         """The real client, trusting this endpoint's certificate, with fast retries."""
@@ -234,31 +201,6 @@ def _error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-class _TlsServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], fake: FakeLogsIngestion, context: ssl.SSLContext
-    ) -> None:
-        self.fake = fake
-        self.context = context
-        super().__init__(address, handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        try:
-            super().finish_request(tls, client_address)
-        finally:
-            with contextlib.suppress(OSError):
-                tls.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients hanging up mid-request (a killed connector) are not test failures."""
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     timeout = 30
@@ -267,7 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Silent; see FakeLogsIngestion.requests."""
 
     def do_POST(self) -> None:
-        fake = cast(_TlsServer, self.server).fake
+        fake = cast(FakeLogsIngestion, cast(TlsServer, self.server).owner)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         headers = {key.lower(): value for key, value in self.headers.items()}
@@ -286,3 +228,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+FakeLogsIngestion.handler = _Handler
