@@ -76,6 +76,7 @@ class FakeLogsIngestion(TlsStandIn):
         self._log: list[IngestionRequest] = []
         #: Seconds each request waits before it is answered (a slow endpoint, so a test can kill mid-upload).
         self.delay_seconds = 0.0
+        self._in_flight: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def client(self, **kwargs: Any) -> LogsIngestionClient:
@@ -92,6 +93,11 @@ class FakeLogsIngestion(TlsStandIn):
     def repeats(self, stream: str) -> int:
         with self._lock:
             return self._streams[stream].repeats
+
+    def in_flight(self, stream: str) -> int:
+        """Requests for ``stream`` received and not yet answered."""
+        with self._lock:
+            return self._in_flight.get(stream, 0)
 
     @property
     def requests(self) -> list[IngestionRequest]:
@@ -119,13 +125,25 @@ class FakeLogsIngestion(TlsStandIn):
         match = _PATH.match(unquote(parts.path))
         if match is None or match["rule"] != self.rule_id:
             return 404, _error("NotFound", "Data collection rule not found."), {}, 0
+        with self._lock:
+            self._in_flight[match["stream"]] = self._in_flight.get(match["stream"], 0) + 1
+        try:
+            return self._accept(match["stream"], headers, body)
+        finally:
+            with self._lock:
+                self._in_flight[match["stream"]] -= 1
+
+    def _accept(
+        self, stream_name: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, Any] | None, dict[str, str], int]:
+        # Like the service, a request whose client has gone is still processed: its rows are stored.
         if self.delay_seconds:
             time.sleep(self.delay_seconds)
         with self._lock:
-            stream = self._streams.get(match["stream"])
+            stream = self._streams.get(stream_name)
             fault = self._next_fault()
         if stream is None:
-            return 404, _error("InvalidStream", f"Stream {match['stream']} is not declared in the rule."), {}, 0
+            return 404, _error("InvalidStream", f"Stream {stream_name} is not declared in the rule."), {}, 0
         if fault is not None:
             extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
             return fault.status, _error("Scripted", f"scripted {fault.status}"), extra, 0
