@@ -99,6 +99,12 @@ def test_runs_reach_the_three_tables_row_for_row(tmp_path: Path, ingestion: Fake
     assert second.stats["log_analytics"]["runs"] == [second.run_id]  # type: ignore[index]
     assert all(r.authorized and r.gzip and r.status == 204 for r in ingestion.requests)
     assert PASSWORD not in json.dumps(ingestion.rows(DEVICES))
+    first_rows = [sum(r["run_id"] == first.run_id for r in ingestion.rows(s)) for s in (DEVICES, FINDINGS, CHANGES)]
+    print(
+        f"\nfirst run (current state): {first_rows[0]} / {first_rows[1]} / {first_rows[2]} rows;"
+        f" second run (what it read + changes): {len(devices)} / {len(findings)} / {len(changes)} rows"
+        " (QualysDevices_CL / QualysFindings_CL / QualysChanges_CL)"
+    )
 
 
 def test_throttling_server_errors_and_oversized_batches_are_retried_without_loss(
