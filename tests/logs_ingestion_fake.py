@@ -113,6 +113,12 @@ class FakeLogsIngestion(TlsStandIn):
         with self._lock:
             del self._streams[stream].columns[column]
 
+    def redeploy(self) -> None:
+        """The rule deployed again from this version's tables: every column declared."""
+        with self._lock:
+            for table in TABLES:
+                self._streams[table.stream].columns = dict(table.columns)
+
     # ---- the API
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any] | None, dict[str, str], int]:
         """(status, error body, extra headers, rows)."""

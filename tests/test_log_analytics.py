@@ -25,7 +25,7 @@ from qualys.output.folder import FolderSink
 from qualys.output.log_delivery import LogDeliveryError
 from qualys.output.log_tables import TABLES_BY_KIND
 from qualys.output.sink import Sink, open_sink
-from qualys.sync.run import SyncResult, run_sync
+from qualys.sync.run import DeliveryFailedError, SyncResult, run_sync
 from qualys_simulator.server import QualysSimulator
 from qualys_simulator.truth import expected_run
 from tests.helpers import PASSWORD, USER, Clock, client_for, estate_in_past, read_latest, settings_for
@@ -140,6 +140,53 @@ def test_a_refused_batch_stops_with_the_table_the_column_and_the_fix(tmp_path: P
     # Blob (here the folder) has the run; the devices went; the next invocation resumes from the findings.
     assert read_latest(sink).manifest["run_id"]
     assert ingestion.rows(DEVICES) and not ingestion.rows(FINDINGS)
+
+
+def test_a_refusing_destination_does_not_hold_blob_storage_back(tmp_path: Path, ingestion: FakeLogsIngestion) -> None:
+    """Blob Storage is the system of record: while Log Analytics refuses, runs are still published
+    (each invocation fails, so the alert fires); once it accepts, every run goes, in order, once."""
+    estate = estate_in_past(120, seed=46)
+    sink = FolderSink(str(tmp_path / "out"))
+    clock = Clock(estate.now + timedelta(hours=1))
+    ids = sorted(estate.assets)
+    published: list[str] = []
+    refusals: list[int] = []
+    with QualysSimulator(estate, username=USER, password=PASSWORD) as simulator:
+        first = sync(simulator, sink, clock, ingestion)  # delivered whole: the current state
+        ingestion.drop_column(FINDINGS, "cvss_v3_base")  # then a rule from an older version
+        for round_number in range(3):
+            clock.now += timedelta(hours=4)
+            estate.fix(ids[round_number * 3 : round_number * 3 + 3], clock.now - timedelta(minutes=1))
+            asked = len(ingestion.requests)
+            with pytest.raises(DeliveryFailedError) as failed:
+                sync(simulator, sink, clock, ingestion)
+            refusals.append(sum(r.status == 400 for r in ingestion.requests[asked:]))
+            result = failed.value.result
+            assert read_latest(sink).manifest["run_id"] == result.run_id, "the run is published all the same"
+            assert "cvss_v3_base" in failed.value.cause and f"Run {result.run_id} is complete" in str(failed.value)
+            assert result.stats["log_analytics"]["error"] == failed.value.cause  # type: ignore[index]
+            published.append(result.run_id)
+            # The first failing run's own delivery failed; later ones fail on the pending run first and
+            # do not try the destination again after their sync: none of their rows went.
+            sent = sum(r["run_id"] == result.run_id for r in ingestion.rows(DEVICES))
+            assert sent == (result.devices if round_number == 0 else 0)
+        # One refused attempt per invocation (the same batch each time), not a second one after the sync.
+        assert refusals[0] > 0 and len(set(refusals)) == 1, refusals
+        ingestion.redeploy()
+        clock.now += timedelta(hours=4)
+        last = sync(simulator, sink, clock, ingestion)
+    published.append(last.run_id)
+    delivered = last.stats["log_analytics"]
+    assert delivered["runs"] == published  # type: ignore[index]
+    for run_id in published:
+        manifest = json.loads((tmp_path / "out" / "runs" / run_id / "manifest.json").read_text())
+        for stream, kind in ((DEVICES, "/devices/"), (FINDINGS, "/findings/")):
+            lines = sum(len((tmp_path / "out" / f).read_text().splitlines()) for f in manifest["files"] if kind in f)
+            assert sum(r["run_id"] == run_id for r in ingestion.rows(stream)) == lines, (run_id, stream)
+        changes = sum(len((tmp_path / "out" / f).read_text().splitlines()) for f in manifest["changes"]["files"])
+        assert sum(r["run_id"] == run_id for r in ingestion.rows(CHANGES)) == changes
+        assert changes > 0 or run_id == last.run_id  # each refused run fixed findings: its feed has rows
+    assert first.run_id not in published and sum(ingestion.repeats(s) for s in (DEVICES, FINDINGS, CHANGES)) == 0
 
 
 def _key(record: dict[str, Any]) -> str:

@@ -1,9 +1,9 @@
 // Know when it breaks: two log alert rules on Application Insights, and an optional email.
 //
-// Every timer run logs exactly one line that Application Insights keeps (host.json excludes traces
-// from sampling): "qualys_sync summary {json}" when it completes, "qualys_sync failed {json}" when it
-// does not (qualys/hosting/scheduled.py: SUMMARY_PREFIX, FAILURE_PREFIX; tests/test_infra.py checks
-// that the queries below use exactly those texts).
+// Every timer run logs a line that Application Insights keeps (host.json excludes traces from
+// sampling): "qualys_sync summary {json}" when it completes, "qualys_sync failed {json}" when it
+// does not, both when the run reached Blob Storage but not Log Analytics (qualys/hosting/scheduled.py:
+// SUMMARY_PREFIX, FAILURE_PREFIX; tests/test_infra.py checks that the queries below use exactly those texts).
 //
 //   alert-qualys-sync-failed-*   a sync invocation failed (checked every 15 minutes)
 //   alert-qualys-sync-missing-*  no sync completed within the last syncAlertHours (checked hourly);

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from qualys.cli.summary import summary_line
 from qualys.config.settings import load_sync_settings
 from qualys.errors import ConfigError, ConnectorError
-from qualys.sync.run import Progress, run_sync
+from qualys.sync.run import DeliveryFailedError, Progress, run_sync
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -41,10 +41,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
         api_url=args.api_url, username=args.username, output_dir=args.output_dir, lookback_days=args.lookback_days
     )
     progress = _progress_printer()
-    result = run_sync(settings, full=args.full, progress=progress)  # type: ignore[arg-type]
+    failure: DeliveryFailedError | None = None
+    try:
+        result = run_sync(settings, full=args.full, progress=progress)  # type: ignore[arg-type]
+    except DeliveryFailedError as exc:  # the run is in Blob Storage: say so, then the delivery failure
+        failure, result = exc, exc.result
     if progress is not None:
         sys.stderr.write("\n")
     print(json.dumps(result.summary()) if args.json else summary_line(result))
+    if failure is not None:
+        raise failure
     return EXIT_OK
 
 

@@ -1,8 +1,9 @@
 """The timer-triggered sync: vault credentials + settings -> the same sync the CLI runs.
 
-Every run ends with exactly one log line that Application Insights keeps (``host.json`` excludes
-traces from sampling): ``SUMMARY_PREFIX`` and the run's summary as JSON when it completes,
-``FAILURE_PREFIX`` and the cause and fix when it does not. The alert rules in
+Every run ends with a log line that Application Insights keeps (``host.json`` excludes traces
+from sampling): ``SUMMARY_PREFIX`` and the run's summary as JSON when it completes,
+``FAILURE_PREFIX`` and the cause and fix when it does not, and both when the run reached Blob
+Storage but Log Analytics refused it (the data is fresh; the destination needs attention). The alert rules in
 ``infra/app/alerts.bicep`` query these two prefixes (``tests/test_infra.py`` checks they match).
 """
 
@@ -15,7 +16,7 @@ from qualys.config.settings import SettingsReader, load_sync_settings
 from qualys.errors import ConnectorError
 from qualys.hosting.credentials import SecretClientFactory, load_credentials
 from qualys.output.sink import Sink
-from qualys.sync.run import SyncResult, run_sync
+from qualys.sync.run import DeliveryFailedError, SyncResult, run_sync
 
 log = logging.getLogger("qualys.sync.run")
 
@@ -35,7 +36,8 @@ def run_scheduled_sync(
     """Read credentials once for this run (rotations apply on the next run), sync, log one summary line.
 
     A run that fails logs one failure line (the cause and the fix) and raises, so the Functions host
-    records the invocation as failed too.
+    records the invocation as failed too. A run that reached Blob Storage but not Log Analytics logs
+    both lines: the data is fresh, and the destination needs attention.
     """
     try:
         settings_reader = reader or SettingsReader()
@@ -49,12 +51,20 @@ def run_scheduled_sync(
         if past_due:
             log.warning("timer is past due: a previous run may have overrun; this run resumes from the checkpoint")
         result = run_sync(settings, sink=sink)
+    except DeliveryFailedError as error:  # the run is in Blob Storage: its summary, then the delivery failure
+        log.info("%s%s", SUMMARY_PREFIX, json.dumps({**error.result.summary(), "credentials": credentials.source}))
+        _log_failure(error)
+        raise
     except ConnectorError as error:
-        failure = {"error": type(error).__name__, "cause": error.cause, "action": error.action}
-        log.error("%s%s", FAILURE_PREFIX, json.dumps(failure))
+        _log_failure(error)
         raise
     except Exception as error:  # a bug: still one line an alert can find; the traceback goes to exceptions
         log.error("%s%s", FAILURE_PREFIX, json.dumps({"error": type(error).__name__, "cause": "unexpected error"}))
         raise
     log.info("%s%s", SUMMARY_PREFIX, json.dumps({**result.summary(), "credentials": credentials.source}))
     return result
+
+
+def _log_failure(error: ConnectorError) -> None:
+    failure = {"error": type(error).__name__, "cause": error.cause, "action": error.action}
+    log.error("%s%s", FAILURE_PREFIX, json.dumps(failure))

@@ -19,7 +19,13 @@ from qualys.api.client import QualysClient
 from qualys.api.retry import RetryPolicy
 from qualys.config.settings import SyncSettings
 from qualys.errors import ConnectorError
-from qualys.output.log_delivery import DeliveryResult, LogAnalyticsDelivery, LogsUploader, ingestion_client
+from qualys.output.log_delivery import (
+    DeliveryResult,
+    LogAnalyticsDelivery,
+    LogDeliveryError,
+    LogsUploader,
+    ingestion_client,
+)
 from qualys.output.retention import RetentionResult, apply_retention
 from qualys.output.runs import RunOutput
 from qualys.output.sink import Sink, open_sink
@@ -65,6 +71,23 @@ class SyncResult:
         }
 
 
+class DeliveryFailedError(LogDeliveryError):
+    """The run is complete in Blob Storage, but Log Analytics did not take everything.
+
+    Blob Storage is the system of record, so a failing destination does not hold the sync back:
+    runs go on being published, and each invocation first delivers what is still pending, in run
+    order (``runs/<id>/log-analytics.json`` says how far each got). ``result`` is the run's result.
+    """
+
+    def __init__(self, error: LogDeliveryError, result: SyncResult) -> None:
+        super().__init__(
+            error.cause,
+            f"{error.action} Run {result.run_id} is complete in Blob Storage; "
+            "the next run delivers what is pending, in order.".strip(),
+        )
+        self.result = result
+
+
 class SyncRun:
     """Runs (or resumes) one sync into ``output``, keeping its bookkeeping in ``state``."""
 
@@ -90,9 +113,13 @@ class SyncRun:
     def run(self, full: bool = False) -> SyncResult:
         with self.state.lock() as lock:
             started_clock = time.monotonic()
-            delivered = DeliveryResult()
+            delivered, failure = DeliveryResult(), None
             if self._delivery is not None:  # what an earlier invocation left undelivered goes first
-                delivered = self._delivery.deliver_pending()
+                try:
+                    delivered = self._delivery.deliver_pending()
+                except LogDeliveryError as exc:
+                    failure = exc  # Blob Storage is the system of record: the sync goes on
+                    log.warning("Log Analytics: %s (syncing to Blob Storage anyway; delivery resumes next run)", exc)
             checkpoint, resumed = self._start_or_resume(full)
             if not self.output.has_manifest(checkpoint.run_id):
                 PagePull(self, checkpoint, lock).run()
@@ -101,8 +128,11 @@ class SyncRun:
                 self.output.write_manifest(checkpoint.run_id, self._manifest(checkpoint, state))
             self.output.publish(checkpoint.run_id)
             self.state.clear_checkpoint()
-            if self._delivery is not None:
-                after = self._delivery.deliver_pending()
+            if self._delivery is not None and failure is None:  # a failing destination is tried once per run
+                try:
+                    after = self._delivery.deliver_pending()
+                except LogDeliveryError as exc:
+                    failure, after = exc, DeliveryResult()
                 delivered = DeliveryResult(
                     delivered.runs + after.runs,
                     {k: delivered.rows.get(k, 0) + after.rows.get(k, 0) for k in delivered.rows.keys() | after.rows.keys()},
@@ -112,7 +142,7 @@ class SyncRun:
             retention = self._retain(checkpoint.run_id)
             published = self.output.manifest(checkpoint.run_id) or {}
             current, changes = published.get("current"), published.get("changes")
-            return SyncResult(
+            result = SyncResult(
                 run_id=checkpoint.run_id, mode=checkpoint.mode, resumed=resumed,
                 modified_after=checkpoint.modified_after, devices=checkpoint.devices, findings=checkpoint.findings,
                 pages=checkpoint.pages, skipped_outside_window=checkpoint.skipped,
@@ -125,10 +155,20 @@ class SyncRun:
                     "baseline": changes.get("baseline") if isinstance(changes, dict) else None,
                     "changes": changes.get("counts") if isinstance(changes, dict) else None,
                     "runs_deleted": retention.runs_deleted,
-                    **({"log_analytics": delivered.summary()} if self._delivery is not None else {}),
+                    **({"log_analytics": self._delivery_summary(delivered, failure)} if self._delivery is not None else {}),
                     **self.client.stats.as_dict(),
                 },
             )
+            if failure is not None:
+                raise DeliveryFailedError(failure, result)
+            return result
+
+    @staticmethod
+    def _delivery_summary(delivered: DeliveryResult, failure: LogDeliveryError | None) -> dict[str, object]:
+        summary = delivered.summary()
+        if failure is not None:
+            summary["error"] = failure.cause
+        return summary
 
     def _start_or_resume(self, full: bool) -> tuple[Checkpoint, bool]:
         saved = self.state.checkpoint()

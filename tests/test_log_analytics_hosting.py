@@ -1,0 +1,141 @@
+"""The Log Analytics destination the way it runs in Azure: the timer's and the CLI's own code paths.
+
+No test double is injected: ``run_scheduled_sync`` and ``python -m qualys sync`` build the real
+``LogsIngestionClient`` with the connector's own credential (``azure_credential``), which gets its
+token from a stand-in of the Function App's managed identity endpoint (``IDENTITY_ENDPOINT``), and
+reach the TLS stand-in of the Logs Ingestion API through ``REQUESTS_CA_BUNDLE``. A refusing
+destination fails the invocation (both log lines: the run's summary, then the failure) while
+Blob Storage (here a folder) keeps being updated; the next invocation delivers every pending run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qualys.config.catalog import SETTINGS, SETTINGS_BY_NAME
+from qualys.hosting.scheduled import FAILURE_PREFIX, SUMMARY_PREFIX, run_scheduled_sync
+from qualys.output.folder import FolderSink
+from qualys.output.log_tables import TABLES_BY_KIND
+from qualys.sync.run import DeliveryFailedError
+from qualys_simulator.server import QualysSimulator
+from tests.helpers import PASSWORD, USER, estate_in_past, read_latest
+from tests.logs_ingestion_fake import RULE_ID, TOKEN, FakeLogsIngestion
+from tests.managed_identity_fake import CLIENT_ID, FakeManagedIdentity
+
+ROOT = Path(__file__).resolve().parents[1]
+DEVICES, FINDINGS, CHANGES = (TABLES_BY_KIND[kind].stream for kind in ("devices", "findings", "changes"))
+MONITOR = "https://monitor.azure.com"
+
+
+@pytest.fixture(autouse=True)
+def clean_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for spec in SETTINGS:
+        monkeypatch.delenv(spec.name, raising=False)
+    for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "AZURE_CLIENT_ID", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def ingestion(tmp_path: Path) -> Iterator[FakeLogsIngestion]:
+    with FakeLogsIngestion(tmp_path) as fake:
+        yield fake
+
+
+def _rows_of(fake: FakeLogsIngestion, stream: str, run_id: str) -> int:
+    return sum(row["run_id"] == run_id for row in fake.rows(stream))
+
+
+def _cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    inherited = {key: value for key, value in os.environ.items() if key not in SETTINGS_BY_NAME}
+    return subprocess.run(
+        [sys.executable, "-m", "qualys", "sync", "--json"], env={**inherited, **env}, cwd=ROOT,
+        capture_output=True, text=True, timeout=180, check=False,
+    )
+
+
+def test_timer_and_cli_deliver_with_the_managed_identity_and_a_refusal_keeps_blob_current(
+    tmp_path: Path, ingestion: FakeLogsIngestion, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    estate = estate_in_past(150, seed=47)
+    out = tmp_path / "out"
+    with FakeManagedIdentity({MONITOR: TOKEN}) as identity, QualysSimulator(estate, username=USER, password=PASSWORD) as sim:
+        env = {
+            "QUALYS_API_URL": sim.url, "QUALYS_USERNAME": USER, "QUALYS_PASSWORD": PASSWORD, "OUTPUT_DIR": str(out),
+            "QUALYS_PAGE_SIZE": "40", "LOG_ANALYTICS_ENDPOINT": ingestion.url, "LOG_ANALYTICS_RULE_ID": RULE_ID,
+            "REQUESTS_CA_BUNDLE": str(ingestion.cert_path), **identity.environment(),
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        caplog.set_level(logging.INFO, logger="qualys")
+
+        # 1. The timer: the first delivery sends the current state.
+        first = run_scheduled_sync()
+        sink = FolderSink(str(out))
+        state = read_latest(sink)
+        assert _rows_of(ingestion, DEVICES, first.run_id) == len(state.current_devices) > 100
+        assert _rows_of(ingestion, FINDINGS, first.run_id) == len(state.current_findings)
+        assert {(r.resource.rstrip("/"), r.client_id, r.proved, r.status) for r in identity.requests} == {
+            (MONITOR, CLIENT_ID, True, 200)
+        }
+        assert all(r.authorized and r.status == 204 for r in ingestion.requests)
+
+        # 2. The rule loses a column (an older deployment); findings fixed in Qualys meanwhile.
+        ingestion.drop_column(FINDINGS, "cvss_v3_base")
+        ids = sorted(estate.assets)
+        estate.fix(ids[:4], datetime.now(UTC) - timedelta(seconds=30))
+        cli = _cli(env)
+        assert cli.returncode == 1, cli.stderr
+        second = json.loads(cli.stdout.strip().splitlines()[-1])
+        assert read_latest(sink).manifest["run_id"] == second["run_id"], "the CLI's run is published"
+        assert "cvss_v3_base" in second["log_analytics"]["error"]
+        error = [line for line in cli.stderr.splitlines() if line.startswith("error: ")]
+        assert len(error) == 1 and "azd provision" in error[0] and f"Run {second['run_id']} is complete" in error[0]
+
+        # 3. The timer again: it fails (the alert fires), logging the run's summary and the failure.
+        estate.fix(ids[4:8], datetime.now(UTC) - timedelta(seconds=30))
+        caplog.clear()
+        with pytest.raises(DeliveryFailedError) as failed:
+            run_scheduled_sync()
+        third = failed.value.result
+        assert read_latest(sink).manifest["run_id"] == third.run_id != second["run_id"]
+        lines = [r.getMessage() for r in caplog.records]
+        summaries = [line for line in lines if line.startswith(SUMMARY_PREFIX)]
+        failures = [line for line in lines if line.startswith(FAILURE_PREFIX)]
+        assert len(summaries) == 1 and len(failures) == 1
+        assert json.loads(summaries[0][len(SUMMARY_PREFIX):])["run_id"] == third.run_id
+        failure = json.loads(failures[0][len(FAILURE_PREFIX):])
+        assert failure["error"] == "DeliveryFailedError" and "cvss_v3_base" in failure["cause"]
+
+        # 4. Redeployed: the CLI delivers the two pending runs, then its own, in order.
+        ingestion.redeploy()
+        cli = _cli(env)
+        assert cli.returncode == 0, cli.stderr
+        fourth = json.loads(cli.stdout.strip().splitlines()[-1])
+    assert fourth["log_analytics"]["runs"] == [second["run_id"], third.run_id, fourth["run_id"]]
+    for run_id in (second["run_id"], third.run_id, fourth["run_id"]):
+        manifest: dict[str, Any] = json.loads((out / "runs" / run_id / "manifest.json").read_text())
+        for stream, kind in ((DEVICES, "/devices/"), (FINDINGS, "/findings/")):
+            lines_in_run = sum(len((out / f).read_text().splitlines()) for f in manifest["files"] if kind in f)
+            assert _rows_of(ingestion, stream, run_id) == lines_in_run, (run_id, stream)
+        feed = sum(len((out / f).read_text().splitlines()) for f in manifest["changes"]["files"])
+        assert _rows_of(ingestion, CHANGES, run_id) == feed
+    assert _rows_of(ingestion, CHANGES, second["run_id"]) > 0 and _rows_of(ingestion, CHANGES, third.run_id) > 0
+    assert sum(ingestion.repeats(s) for s in (DEVICES, FINDINGS, CHANGES)) == 0
+    # Each process asked the identity endpoint for its token; nothing else was ever offered.
+    assert {r.status for r in identity.requests} == {200} and len(identity.requests) >= 3
+    for text in (caplog.text, cli.stdout, cli.stderr, json.dumps(ingestion.rows(DEVICES))):
+        assert PASSWORD not in text and TOKEN not in text and identity.header not in text
+    print(
+        f"\ntoken requests: {len(identity.requests)}; delivered by the last CLI run: {fourth['log_analytics']['rows']}"
+        f" for runs {fourth['log_analytics']['runs']}"
+    )
