@@ -51,6 +51,8 @@ class IngestionRequest:
     rows: int
     authorized: bool
     gzip: bool
+    #: The body as sent (gzip-compressed when ``gzip``).
+    body_bytes: int = 0
 
 
 @dataclass
@@ -66,8 +68,11 @@ class FakeLogsIngestion(TlsStandIn):
 
     thread_name = "fake logs ingestion endpoint"
 
-    def __init__(self, directory: Path, *, rule_id: str = RULE_ID, token: str = TOKEN) -> None:
+    def __init__(self, directory: Path, *, rule_id: str = RULE_ID, token: str = TOKEN, keep_rows: bool = True) -> None:
         super().__init__(directory)
+        #: False (the benchmark): rows are counted, not checked or kept, so millions fit.
+        self.keep_rows = keep_rows
+        self._counted: dict[str, int] = {}
         self.credential = StubCredential(token)
         self.rule_id = rule_id
         self._token = token
@@ -89,6 +94,11 @@ class FakeLogsIngestion(TlsStandIn):
     def rows(self, stream: str) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._streams[stream].rows)
+
+    def row_count(self, stream: str) -> int:
+        """Rows accepted for ``stream`` (kept or only counted)."""
+        with self._lock:
+            return self._counted.get(stream, 0)
 
     def repeats(self, stream: str) -> int:
         with self._lock:
@@ -161,10 +171,15 @@ class FakeLogsIngestion(TlsStandIn):
             return 400, _error("InvalidJson", "The body is not JSON."), {}, 0
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
             return 400, _error("InvalidPayload", "The body must be a JSON array of objects."), {}, 0
+        if not self.keep_rows:
+            with self._lock:
+                self._counted[stream_name] = self._counted.get(stream_name, 0) + len(rows)
+            return 204, None, {}, len(rows)
         problem = next((p for row in rows if (p := _check_row(row, stream.columns))), None)
         if problem is not None:
             return 400, _error("InvalidSchema", problem), {}, 0
         with self._lock:
+            self._counted[stream_name] = self._counted.get(stream_name, 0) + len(rows)
             for row in rows:
                 key = json.dumps(row, sort_keys=True)
                 if key in stream.seen:
@@ -241,7 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
         match = _PATH.match(unquote(urlsplit(self.path).path))
         fake.record(IngestionRequest(
             match["stream"] if match else "", status, rows, "authorization" in headers,
-            headers.get("content-encoding") == "gzip",
+            headers.get("content-encoding") == "gzip", len(body),
         ))
         data = json.dumps(payload).encode() if payload is not None else b""
         self.send_response(status)

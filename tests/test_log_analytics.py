@@ -22,8 +22,9 @@ import pytest
 from qualys.config.secret import Secret
 from qualys.config.settings import BlobOutput, LocalOutput, LogAnalyticsTarget
 from qualys.output.folder import FolderSink
-from qualys.output.log_delivery import LogDeliveryError
+from qualys.output.log_delivery import LogAnalyticsDelivery, LogDeliveryError
 from qualys.output.log_tables import TABLES_BY_KIND
+from qualys.output.runs import RunOutput
 from qualys.output.sink import Sink, open_sink
 from qualys.sync.run import DeliveryFailedError, SyncResult, run_sync
 from qualys_simulator.server import QualysSimulator
@@ -187,6 +188,32 @@ def test_a_refusing_destination_does_not_hold_blob_storage_back(tmp_path: Path, 
         assert sum(r["run_id"] == run_id for r in ingestion.rows(CHANGES)) == changes
         assert changes > 0 or run_id == last.run_id  # each refused run fixed findings: its feed has rows
     assert first.run_id not in published and sum(ingestion.repeats(s) for s in (DEVICES, FINDINGS, CHANGES)) == 0
+
+
+def test_a_damaged_record_line_stops_the_delivery_naming_the_file(tmp_path: Path, ingestion: FakeLogsIngestion) -> None:
+    """Rows are spliced from the record lines without decoding them: a line that is not a JSON object
+    (a file cut short) is named, and nothing from it onwards is sent."""
+    estate = estate_in_past(400, seed=48)  # one findings segment of several batches
+    sink = FolderSink(str(tmp_path / "out"))
+    with QualysSimulator(estate, username=USER, password=PASSWORD) as simulator:
+        settings = settings_for(simulator, LocalOutput("unused"), 50)
+        with client_for(simulator) as qualys:
+            run_sync(settings, sink=sink, client=qualys, now=Clock(estate.now + timedelta(hours=1)))
+    run = read_latest(sink)
+    damaged = next(f for f in run.manifest["current"]["files"] if "/findings/" in f)  # type: ignore[index]
+    path = tmp_path / "out" / damaged
+    lines = path.read_bytes().splitlines()
+    path.write_bytes(b"\n".join([*lines[:-1], lines[-1][:len(lines[-1]) // 2]]) + b"\n")
+    delivery = LogAnalyticsDelivery(RunOutput(sink), target(ingestion), ingestion.client())
+    with pytest.raises(LogDeliveryError) as stopped:
+        delivery.deliver_pending()
+    assert damaged in str(stopped.value) and f"line {len(lines)}" in str(stopped.value)
+    assert "--full" in str(stopped.value)
+    # What went is the file's first whole batches, row for row, and the status file says so.
+    status = json.loads((tmp_path / "out" / "runs" / str(run.manifest["run_id"]) / "log-analytics.json").read_text())
+    sent = without_run_columns(ingestion.rows(FINDINGS), str(run.manifest["run_id"]), str(run.manifest["started_at"]))
+    assert status["files"][damaged]["rows"] == len(sent) and 0 < len(sent) < len(lines) - 1 and not status["complete"]
+    assert sent == [json.loads(line) for line in lines[: len(sent)]]
 
 
 def _key(record: dict[str, Any]) -> str:

@@ -47,11 +47,6 @@ TABLES = (
 TABLES_BY_KIND = {table.kind: table for table in TABLES}
 
 
-def to_row(record: dict[str, Any], run_id: str, time_generated: str) -> dict[str, Any]:
-    """A record as a row of its table: the two run columns first, then the record's fields as they are."""
-    return {"TimeGenerated": time_generated, "run_id": run_id, **record}
-
-
 def tables_json() -> dict[str, object]:
     """What ``infra/app/log-analytics-tables.json`` holds: each table's name, stream and columns, with the
     column types as the data collection rule spells them (``columns``) and as the tables API does
