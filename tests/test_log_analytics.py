@@ -58,7 +58,7 @@ def without_run_columns(rows: list[dict[str, Any]], run_id: str, started_at: str
     out = []
     for row in rows:
         record = dict(row)
-        assert record.pop("TimeGenerated") == started_at and record["run_id"] == run_id
+        assert record.pop("TimeGenerated") == started_at == record.pop("run_started_at") and record["run_id"] == run_id
         if "change" not in record:
             del record["run_id"]
         out.append(record)

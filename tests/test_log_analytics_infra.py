@@ -39,7 +39,8 @@ def test_table_columns_equal_stream_columns_equal_the_schema_fields() -> None:
         columns = [(c["name"], "datetime" if c["type"] == "dateTime" else c["type"]) for c in entry["tableColumns"]]
         assert stream == columns
         fields = list(schemas[table.schema]["properties"])
-        assert [name for name, _ in stream] == ["TimeGenerated", "run_id", *(f for f in fields if f != "run_id")]
+        run_columns = ["TimeGenerated", "run_id", "run_started_at"]
+        assert [name for name, _ in stream] == [*run_columns, *(f for f in fields if f != "run_id")]
         assert entry["stream"] == f"Custom-{entry['name']}" and entry["name"].endswith("_CL")
 
 

@@ -195,10 +195,10 @@ class LogAnalyticsDelivery:
         return {"endpoint": self._target.endpoint, "rule_id": self._target.rule_id}
 
 
-def _row_prefix(time_generated: str, run_id: str | None) -> bytes:
-    """The start of a row: ``{`` and the run columns (``TimeGenerated``, then ``run_id`` unless the
-    record carries its own, as change records do), ready to take a record's fields after it."""
-    columns = {"TimeGenerated": time_generated, **({"run_id": run_id} if run_id is not None else {})}
+def _row_prefix(started_at: str, run_id: str | None) -> bytes:
+    """The start of a row: ``{`` and the run columns (``TimeGenerated`` and ``run_started_at``, then
+    ``run_id`` unless the record carries its own, as change records do), ready for a record's fields."""
+    columns = {"TimeGenerated": started_at, "run_started_at": started_at, **({"run_id": run_id} if run_id else {})}
     return json.dumps(columns, separators=(",", ":")).encode()[:-1] + b","
 
 

@@ -1,8 +1,9 @@
 """The Log Analytics tables of the optional second destination, derived from the records' JSON Schemas.
 
-One source of truth: each table's columns are ``TimeGenerated`` (the run's ``started_at``), ``run_id``
-and the record's fields, typed from ``qualys/schemas/*.schema.json`` (lists and objects are
-``dynamic``). ``infra/app/log-analytics-tables.json`` is this module's output
+One source of truth: each table's columns are the run columns (``TimeGenerated`` and
+``run_started_at``, both the run's ``started_at``, and ``run_id``) and the record's fields, typed
+from ``qualys/schemas/*.schema.json`` (lists and objects are ``dynamic``).
+``infra/app/log-analytics-tables.json`` is this module's output
 (``python scripts/log_tables_json.py``), which the Bicep loads for the tables and the data
 collection rule's stream declarations; a test keeps the two equal.
 """
@@ -35,7 +36,7 @@ class LogTable:
 
     @property
     def columns(self) -> list[tuple[str, str]]:
-        """(name, type) in order: TimeGenerated, run_id, then the record's fields."""
+        """(name, type) in order: TimeGenerated, run_id, run_started_at, then the record's fields."""
         return _columns(self.schema)
 
 
@@ -71,7 +72,9 @@ def tables_json() -> dict[str, object]:
 @cache
 def _columns(schema_name: str) -> list[tuple[str, str]]:
     schema = json.loads(resources.files("qualys").joinpath(f"schemas/{schema_name}.schema.json").read_text())
-    columns = [("TimeGenerated", "datetime"), ("run_id", "string")]
+    # run_started_at repeats TimeGenerated: Azure Monitor owns TimeGenerated (it may replace values it
+    # finds too old or too new), while queries ordering runs need the run's own start, always.
+    columns = [("TimeGenerated", "datetime"), ("run_id", "string"), ("run_started_at", "datetime")]
     for name, spec in schema["properties"].items():
         if name != "run_id":
             columns.append((name, _log_type(spec, schema.get("$defs", {}))))
