@@ -6,7 +6,8 @@ the stream checked, gzip bodies decoded, and every row validated against the str
 columns (``qualys.output.log_tables``, the source the Bicep's declarations come from): an unknown
 column or a value of the wrong type is a 400 naming the column, as a rule's schema check would be.
 Accepted rows are kept per stream; rows identical to ones accepted before are counted as repeats.
-Scripted faults answer 413, 429 (with ``Retry-After``), 500 or 400 for the next requests.
+Scripted faults answer 413, 429 (with ``Retry-After``), 500 or 400 for the next requests, or drop
+them unanswered (``DROP``: the endpoint died mid-upload).
 """
 
 from __future__ import annotations
@@ -35,8 +36,13 @@ API_VERSION = "2023-01-01"
 _PATH = re.compile(r"^/dataCollectionRules/(?P<rule>[^/]+)/streams/(?P<stream>[^/]+)$")
 
 
+#: An IngestionFault status: the endpoint closes the connection without answering (it died mid-upload).
+DROP = 0
+
+
 @dataclass
 class IngestionFault:
+    #: An HTTP status, or DROP.
     status: int
     times: int = 1
     retry_after: int | None = None
@@ -118,6 +124,11 @@ class FakeLogsIngestion(TlsStandIn):
         with self._lock:
             self._faults.extend(faults)
 
+    def revive(self) -> None:
+        """Forget the scripted faults that have not run yet (the endpoint is back)."""
+        with self._lock:
+            self._faults.clear()
+
     def drop_column(self, stream: str, column: str) -> None:
         """As if the rule had been deployed by an older version without ``column``."""
         with self._lock:
@@ -160,6 +171,8 @@ class FakeLogsIngestion(TlsStandIn):
             fault = self._next_fault()
         if stream is None:
             return 404, _error("InvalidStream", f"Stream {stream_name} is not declared in the rule."), {}, 0
+        if fault is not None and fault.status == DROP:
+            return DROP, None, {}, 0
         if fault is not None:
             extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
             return fault.status, _error("Scripted", f"scripted {fault.status}"), extra, 0
@@ -258,6 +271,9 @@ class _Handler(BaseHTTPRequestHandler):
             match["stream"] if match else "", status, rows, "authorization" in headers,
             headers.get("content-encoding") == "gzip", len(body),
         ))
+        if status == DROP:
+            self.close_connection = True  # no status line: the client sees the connection go
+            return
         data = json.dumps(payload).encode() if payload is not None else b""
         self.send_response(status)
         for key, value in extra.items():

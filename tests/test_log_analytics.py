@@ -30,7 +30,7 @@ from qualys.sync.run import DeliveryFailedError, SyncResult, run_sync
 from qualys_simulator.server import QualysSimulator
 from qualys_simulator.truth import expected_run
 from tests.helpers import PASSWORD, USER, Clock, client_for, estate_in_past, read_latest, settings_for
-from tests.logs_ingestion_fake import RULE_ID, FakeLogsIngestion, IngestionFault
+from tests.logs_ingestion_fake import DROP, RULE_ID, FakeLogsIngestion, IngestionFault
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICES, FINDINGS, CHANGES = (TABLES_BY_KIND[kind].stream for kind in ("devices", "findings", "changes"))
@@ -214,6 +214,49 @@ def test_a_damaged_record_line_stops_the_delivery_naming_the_file(tmp_path: Path
     sent = without_run_columns(ingestion.rows(FINDINGS), str(run.manifest["run_id"]), str(run.manifest["started_at"]))
     assert status["files"][damaged]["rows"] == len(sent) and 0 < len(sent) < len(lines) - 1 and not status["complete"]
     assert sent == [json.loads(line) for line in lines[: len(sent)]]
+
+
+def test_a_connection_lost_mid_batch_is_sent_again(tmp_path: Path, ingestion: FakeLogsIngestion) -> None:
+    """One connection closed before the answer (azure-core does not retry a POST then): the batch is
+    sent again and the delivery completes, every row once (this stand-in drops what it did not answer)."""
+    estate = estate_in_past(200, seed=50)
+    sink = FolderSink(str(tmp_path / "out"))
+    ingestion.inject(IngestionFault(DROP, skip=3))
+    with QualysSimulator(estate, username=USER, password=PASSWORD) as simulator:
+        result = sync(simulator, sink, Clock(estate.now + timedelta(hours=1)), ingestion)
+    run = read_latest(sink)
+    assert [r.status for r in ingestion.requests].count(DROP) == 1
+    assert result.stats["log_analytics"]["runs"] == [result.run_id]  # type: ignore[index]
+    assert len(ingestion.rows(FINDINGS)) == len(run.current_findings) and ingestion.repeats(FINDINGS) == 0
+
+
+def test_an_endpoint_that_dies_mid_upload_fails_the_delivery_not_the_sync(tmp_path: Path, ingestion: FakeLogsIngestion) -> None:
+    """The endpoint stops answering after a few batches (every connection closed unanswered): the batch
+    is tried three times, the run is in Blob Storage, the invocation fails with one line saying the
+    endpoint could not be reached, and once it is back the next invocation delivers every row, once."""
+    estate = estate_in_past(300, seed=49)
+    sink = FolderSink(str(tmp_path / "out"))
+    clock = Clock(estate.now + timedelta(hours=1))
+    ingestion.inject(IngestionFault(DROP, times=1_000_000, skip=3))
+    with QualysSimulator(estate, username=USER, password=PASSWORD) as simulator:
+        with pytest.raises(DeliveryFailedError) as failed:
+            sync(simulator, sink, clock, ingestion)
+        message = str(failed.value)
+        assert "Cannot reach the Log Analytics endpoint" in message and "\n" not in message
+        assert read_latest(sink).manifest["run_id"] == failed.value.result.run_id
+        assert [r.status for r in ingestion.requests].count(DROP) == 3, "sent three times, then the delivery stopped"
+        ingestion.revive()
+        clock.now += timedelta(hours=4)
+        estate.fix(sorted(estate.assets)[:3], clock.now - timedelta(minutes=1))
+        second = sync(simulator, sink, clock, ingestion)
+    first = failed.value.result.run_id
+    assert second.stats["log_analytics"]["runs"] == [first, second.run_id]  # type: ignore[index]
+    for run_id in (first, second.run_id):
+        manifest = json.loads((tmp_path / "out" / "runs" / run_id / "manifest.json").read_text())
+        files = manifest["current"]["files"] if run_id == first else manifest["files"]
+        lines = sum(len((tmp_path / "out" / f).read_text().splitlines()) for f in files if "/findings/" in f)
+        assert sum(r["run_id"] == run_id for r in ingestion.rows(FINDINGS)) == lines, run_id
+    assert sum(ingestion.repeats(s) for s in (DEVICES, FINDINGS, CHANGES)) == 0
 
 
 def _key(record: dict[str, Any]) -> str:

@@ -139,3 +139,29 @@ def test_timer_and_cli_deliver_with_the_managed_identity_and_a_refusal_keeps_blo
         f"\ntoken requests: {len(identity.requests)}; delivered by the last CLI run: {fourth['log_analytics']['rows']}"
         f" for runs {fourth['log_analytics']['runs']}"
     )
+
+
+def test_an_identity_without_a_token_fails_the_delivery_with_the_fix(
+    tmp_path: Path, ingestion: FakeLogsIngestion, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AZURE_CLIENT_ID names no identity of the Function App: the managed identity endpoint refuses the
+    token, the run still reaches Blob Storage, and the failure line says which setting to check."""
+    estate = estate_in_past(40, seed=51)
+    out = tmp_path / "out"
+    with FakeManagedIdentity({MONITOR: TOKEN}) as identity, QualysSimulator(estate, username=USER, password=PASSWORD) as sim:
+        env = {
+            "QUALYS_API_URL": sim.url, "QUALYS_USERNAME": USER, "QUALYS_PASSWORD": PASSWORD, "OUTPUT_DIR": str(out),
+            "LOG_ANALYTICS_ENDPOINT": ingestion.url, "LOG_ANALYTICS_RULE_ID": RULE_ID,
+            "REQUESTS_CA_BUNDLE": str(ingestion.cert_path), **identity.environment(),
+            "AZURE_CLIENT_ID": "00000000-0000-0000-0000-000000000000",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        caplog.set_level(logging.INFO, logger="qualys")
+        with pytest.raises(DeliveryFailedError) as failed:
+            run_scheduled_sync()
+    assert read_latest(FolderSink(str(out))).manifest["run_id"] == failed.value.result.run_id
+    assert "could not get a token" in failed.value.cause and "AZURE_CLIENT_ID" in failed.value.action
+    assert ingestion.requests == [] and {r.status for r in identity.requests} == {400}
+    failures = [r.getMessage() for r in caplog.records if r.getMessage().startswith(FAILURE_PREFIX)]
+    assert len(failures) == 1 and "AZURE_CLIENT_ID" in failures[0]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ BATCH_BYTES = 900_000
 #: of JSON): level 1 sends 45 MB with 3.8 CPU s, the default 6 sends 33 MB with 5.4 CPU s; either is far
 #: under the per-call limit, and the bytes stay inside Azure.
 GZIP_LEVEL = 1
+#: Seconds before sending a batch again whose connection went before the answer (then the delivery stops).
+CONNECTION_RETRY_PAUSES = (1.0, 5.0)
 
 
 class LogsUploader(Protocol):
@@ -172,11 +175,35 @@ class LogAnalyticsDelivery:
             yield len(batch)
 
     def _upload(self, table: LogTable, stream: str, rows: list[bytes]) -> None:
-        from azure.core.exceptions import HttpResponseError, ServiceRequestError
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
 
+        body = _gzip_array(rows)
         try:
-            # A gzip stream is sent as it is (the client's own chunking would decode and encode every row again).
-            self._client.upload(self._target.rule_id, stream, io.BytesIO(_gzip_array(rows)))
+            for pause in (*CONNECTION_RETRY_PAUSES, None):
+                try:
+                    # A gzip stream is sent as it is (the client's list path would decode and encode every row again).
+                    self._client.upload(self._target.rule_id, stream, io.BytesIO(body))
+                    break
+                except ServiceResponseError:
+                    # The connection went before the answer. azure-core does not retry a POST then (the service
+                    # may have stored the rows): we do, a few times, at the cost of this batch perhaps twice.
+                    if pause is None:
+                        raise
+                    log.warning("Log Analytics: connection lost during a batch for %s; sending it again", table.name)
+                    time.sleep(pause)
+        except ClientAuthenticationError as exc:
+            if exc.status_code is not None:  # the service's 401
+                raise _refusal(table, stream, self._target, exc.status_code, _service_message(exc)) from None
+            raise LogDeliveryError(  # no token: azure-identity's message says which credential and why
+                f"The Function App's identity could not get a token for Log Analytics ({type(exc).__name__}).",
+                "Check AZURE_CLIENT_ID (the user-assigned identity's client id) and that the identity is assigned "
+                "to the Function App; the next run resumes the delivery.",
+            ) from None
         except HttpResponseError as exc:
             status = exc.status_code or 0
             if status == 413 and len(rows) > 1:  # too large after all: halves
@@ -185,9 +212,9 @@ class LogAnalyticsDelivery:
                 self._upload(table, stream, rows[half:])
                 return
             raise _refusal(table, stream, self._target, status, _service_message(exc)) from None
-        except ServiceRequestError as exc:
+        except (ServiceRequestError, ServiceResponseError) as exc:  # no answer, or the connection went mid-answer
             raise LogDeliveryError(
-                f"Cannot reach the Log Analytics endpoint {self._target.endpoint} ({type(exc).__name__}).",
+                f"Cannot reach the Log Analytics endpoint {self._target.endpoint} ({type(exc).__name__}, after retries).",
                 "Check the network path to *.ingest.monitor.azure.com; the next run resumes the delivery.",
             ) from None
 
