@@ -55,10 +55,10 @@ def _rows_of(fake: FakeLogsIngestion, stream: str, run_id: str) -> int:
     return sum(row["run_id"] == run_id for row in fake.rows(stream))
 
 
-def _cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _cli(env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
     inherited = {key: value for key, value in os.environ.items() if key not in SETTINGS_BY_NAME}
     return subprocess.run(
-        [sys.executable, "-m", "qualys", "sync", "--json"], env={**inherited, **env}, cwd=ROOT,
+        [sys.executable, "-m", "qualys", "sync", *options], env={**inherited, **env}, cwd=ROOT,
         capture_output=True, text=True, timeout=180, check=False,
     )
 
@@ -93,13 +93,15 @@ def test_timer_and_cli_deliver_with_the_managed_identity_and_a_refusal_keeps_blo
         ingestion.drop_column(FINDINGS, "cvss_v3_base")
         ids = sorted(estate.assets)
         estate.fix(ids[:4], datetime.now(UTC) - timedelta(seconds=30))
-        cli = _cli(env)
+        cli = _cli(env)  # the plain summary line this time
         assert cli.returncode == 1, cli.stderr
-        second = json.loads(cli.stdout.strip().splitlines()[-1])
-        assert read_latest(sink).manifest["run_id"] == second["run_id"], "the CLI's run is published"
-        assert "cvss_v3_base" in second["log_analytics"]["error"]
+        line = cli.stdout.strip().splitlines()[-1]
+        second = {"run_id": str(read_latest(sink).manifest["run_id"])}
+        assert line.startswith(f"sync complete: run {second['run_id']} "), "the CLI's run is published"
+        assert line.endswith("then it failed (below); the next run delivers what is pending")
         error = [line for line in cli.stderr.splitlines() if line.startswith("error: ")]
         assert len(error) == 1 and "azd provision" in error[0] and f"Run {second['run_id']} is complete" in error[0]
+        assert "cvss_v3_base" in error[0]
 
         # 3. The timer again: it fails (the alert fires), logging the run's summary and the failure.
         estate.fix(ids[4:8], datetime.now(UTC) - timedelta(seconds=30))
@@ -118,7 +120,7 @@ def test_timer_and_cli_deliver_with_the_managed_identity_and_a_refusal_keeps_blo
 
         # 4. Redeployed: the CLI delivers the two pending runs, then its own, in order.
         ingestion.redeploy()
-        cli = _cli(env)
+        cli = _cli(env, "--json")
         assert cli.returncode == 0, cli.stderr
         fourth = json.loads(cli.stdout.strip().splitlines()[-1])
     assert fourth["log_analytics"]["runs"] == [second["run_id"], third.run_id, fourth["run_id"]]

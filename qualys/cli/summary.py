@@ -34,4 +34,6 @@ def state_summary(result: SyncResult) -> str:
     if isinstance(delivered, dict) and isinstance(delivered.get("rows"), dict):
         rows = sum(int(n) for n in delivered["rows"].values())
         sent = f"; Log Analytics: {rows:,} rows of {len(delivered.get('runs') or [])} run(s) delivered"
+        if delivered.get("error"):
+            sent += ", then it failed (below); the next run delivers what is pending"
     return f"; state: {devices:,} devices, {findings:,} findings; changes: {changes}{sent}"
