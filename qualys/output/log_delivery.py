@@ -234,12 +234,13 @@ def _batches(lines: Iterator[bytes], skip: int, prefix: bytes, path: str) -> Ite
     spliced in front of its fields, without decoding it (the lines are the connector's own compact
     JSON objects; a line that is not one stops the delivery, naming the file)."""
     batch: list[bytes] = []
-    size = 0
+    size = rows = 0
     for number, line in enumerate(lines):
-        if number < skip:
-            continue
         line = line.strip()
         if not line:
+            continue
+        rows += 1
+        if rows <= skip:  # accepted by an earlier invocation (skip counts rows, as the status file does)
             continue
         if len(line) < 3 or line[:1] != b"{" or line[-1:] != b"}":
             raise LogDeliveryError(
