@@ -230,7 +230,8 @@ def test_first_run_is_a_baseline_with_sorted_segments_of_bounded_size(tmp_path: 
     assert run.current_devices == run.devices and run.current_findings == run.findings
 
 
-def test_a_damaged_previous_state_stops_an_incremental_run_and_a_full_run_rebuilds_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["file cut short", "one line cut short"])
+def test_a_damaged_previous_state_stops_an_incremental_run_and_a_full_run_rebuilds_it(tmp_path: Path, damage: str) -> None:
     estate = estate_in_past(300, seed=12)
     sink = FolderSink(str(tmp_path))
     clock = Clock(estate.now + timedelta(hours=1))
@@ -239,7 +240,12 @@ def test_a_damaged_previous_state_stops_an_incremental_run_and_a_full_run_rebuil
         good = read_latest(sink)
         segment = good.manifest["current"]["segments"][0]  # type: ignore[index]
         damaged = tmp_path / segment["findings_file"]
-        damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])  # cut short
+        if damage == "file cut short":
+            damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+        else:  # as many lines as before (the manifest's counts still match), the last asset's not re-read
+            lines = damaged.read_bytes().splitlines()
+            lines[-1] = lines[-1][: len(lines[-1]) // 2]
+            damaged.write_bytes(b"\n".join(lines) + b"\n")
         clock.now += timedelta(minutes=20)
         estate.touch([segment["first_asset_id"]], clock.now - timedelta(minutes=1))
         with pytest.raises(SinkError) as failure:

@@ -11,7 +11,8 @@ how many rows of each file were accepted, so a killed or failed delivery resumes
 invocation where it stopped (a batch in flight when the process died is the most that is sent
 twice); ``state/log-analytics.json`` names the last run delivered whole. Batches stay under the
 API's 1 MB per call, the client retries 429 and 5xx as the service says (``Retry-After``), a 413
-splits the batch, and a refusal (400, 401/403, 404) stops with one line naming the table and the fix.
+splits the batch, a connection lost before the answer sends the batch again, and a refusal (400,
+401/403, 404), an unreachable endpoint or a missing token stops with one line naming the fix.
 """
 
 from __future__ import annotations
@@ -245,7 +246,8 @@ def _batches(lines: Iterator[bytes], skip: int, prefix: bytes, path: str) -> Ite
         if len(line) < 3 or line[:1] != b"{" or line[-1:] != b"}":
             raise LogDeliveryError(
                 f"{path} line {number + 1} is not a JSON record; nothing after it was sent to Log Analytics.",
-                "Run a full sync (python -m qualys sync --full): the next delivery sends its state.",
+                f"Delete {STATE_PATH} in the output: the next delivery then sends the latest run's whole state "
+                "instead (if the file is a state segment, run python -m qualys sync --full first).",
             )
         row = prefix + line[1:]
         if batch and size + len(row) + 1 > BATCH_BYTES:

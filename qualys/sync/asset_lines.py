@@ -91,6 +91,7 @@ def group_assets(devices: Iterator[bytes], findings: Iterator[bytes]) -> Iterato
     for device in devices:
         if not device.strip():
             continue
+        _check_whole(device)
         asset_id = asset_id_of(device)
         if asset_id <= previous:
             raise DamagedLineError(f"asset {asset_id} follows asset {previous}: the records are not in ascending order")
@@ -103,6 +104,7 @@ def group_assets(devices: Iterator[bytes], findings: Iterator[bytes]) -> Iterato
                     break
                 if not line.strip():
                     continue
+                _check_whole(line)
                 pending = (asset_id_of(line), line)
             owner, line = pending
             if owner != asset_id:
@@ -114,6 +116,14 @@ def group_assets(devices: Iterator[bytes], findings: Iterator[bytes]) -> Iterato
         yield AssetLines(asset_id, device, lines)
     if pending is not None or any(line.strip() for line in findings_iter):
         raise DamagedLineError("findings after the last device record")
+
+
+def _check_whole(line: bytes) -> None:
+    """A cheap guard for lines that are copied without decoding: a record line is one JSON object, so
+    a line cut short (a file damaged in place) no longer ends with ``}``."""
+    text = line.rstrip()
+    if text[:1] != b"{" or text[-1:] != b"}":
+        raise DamagedLineError(f"not a whole JSON record: {line[:80]!r}")
 
 
 def _record(line: bytes) -> dict[str, object]:

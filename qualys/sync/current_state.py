@@ -161,7 +161,10 @@ class _Build:
             for index, segment in enumerate(previous):
                 upper = previous[index + 1].first_asset_id if index + 1 < len(previous) else None
                 if self._must_rewrite(segment, delta, upper):
-                    self._merge(self._read_segment(segment), delta, upper)
+                    try:
+                        self._merge(self._read_segment(segment), delta, upper)
+                    except DamagedLineError as exc:  # a line found broken while comparing it with this run's
+                        raise self._damaged(segment, str(exc)) from exc
                 else:
                     self._close_span()
                     self._segments.append(segment)
@@ -233,9 +236,11 @@ class _Build:
                     f"{segment.devices} and {segment.findings}: missing or cut short"
                 )
         except (DamagedLineError, SinkError) as exc:
-            files = " and ".join(output.sink.uri(path) for path in segment.files)
-            reason = exc.cause if isinstance(exc, SinkError) else str(exc)
-            raise StateDamagedError(f"The state segment {files} cannot be read ({reason}).", REBUILD_ACTION) from exc
+            raise self._damaged(segment, exc.cause if isinstance(exc, SinkError) else str(exc)) from exc
+
+    def _damaged(self, segment: Segment, reason: str) -> StateDamagedError:
+        files = " and ".join(self._output.sink.uri(path) for path in segment.files)
+        return StateDamagedError(f"The state segment {files} cannot be read ({reason}).", REBUILD_ACTION)
 
     def _write_changes(self) -> list[str]:
         if self._feed is None:  # a baseline: an empty feed, in one empty part like any run without changes
