@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from qualys.api.client import QualysClient
 from qualys.api.retry import RetryPolicy
@@ -195,3 +197,8 @@ def estate_in_past(assets: int, seed: int = 11, hours_ago: int = 3) -> Estate:
     from datetime import timedelta
 
     return Estate.generate(assets=assets, seed=seed, now=datetime.now(UTC) - timedelta(hours=hours_ago))
+
+
+def lines_in(root: Path, files: Iterable[object], containing: str = "") -> int:
+    """Record lines in the output files ``files`` (paths relative to ``root``) whose path contains ``containing``."""
+    return sum(len((root / str(f)).read_text().splitlines()) for f in files if containing in str(f))

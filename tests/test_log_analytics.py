@@ -29,7 +29,7 @@ from qualys.output.sink import Sink, open_sink
 from qualys.sync.run import DeliveryFailedError, SyncResult, run_sync
 from qualys_simulator.server import QualysSimulator
 from qualys_simulator.truth import expected_run
-from tests.helpers import PASSWORD, USER, Clock, client_for, estate_in_past, read_latest, settings_for
+from tests.helpers import PASSWORD, USER, Clock, client_for, estate_in_past, lines_in, read_latest, settings_for
 from tests.logs_ingestion_fake import DROP, RULE_ID, FakeLogsIngestion, IngestionFault
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,9 +182,9 @@ def test_a_refusing_destination_does_not_hold_blob_storage_back(tmp_path: Path, 
     for run_id in published:
         manifest = json.loads((tmp_path / "out" / "runs" / run_id / "manifest.json").read_text())
         for stream, kind in ((DEVICES, "/devices/"), (FINDINGS, "/findings/")):
-            lines = sum(len((tmp_path / "out" / f).read_text().splitlines()) for f in manifest["files"] if kind in f)
+            lines = lines_in(tmp_path / "out", manifest["files"], kind)
             assert sum(r["run_id"] == run_id for r in ingestion.rows(stream)) == lines, (run_id, stream)
-        changes = sum(len((tmp_path / "out" / f).read_text().splitlines()) for f in manifest["changes"]["files"])
+        changes = lines_in(tmp_path / "out", manifest["changes"]["files"])
         assert sum(r["run_id"] == run_id for r in ingestion.rows(CHANGES)) == changes
         assert changes > 0 or run_id == last.run_id  # each refused run fixed findings: its feed has rows
     assert first.run_id not in published and sum(ingestion.repeats(s) for s in (DEVICES, FINDINGS, CHANGES)) == 0
@@ -267,7 +267,7 @@ def test_an_endpoint_that_dies_mid_upload_fails_the_delivery_not_the_sync(tmp_pa
     for run_id in (first, second.run_id):
         manifest = json.loads((tmp_path / "out" / "runs" / run_id / "manifest.json").read_text())
         files = manifest["current"]["files"] if run_id == first else manifest["files"]
-        lines = sum(len((tmp_path / "out" / f).read_text().splitlines()) for f in files if "/findings/" in f)
+        lines = lines_in(tmp_path / "out", files, "/findings/")
         assert sum(r["run_id"] == run_id for r in ingestion.rows(FINDINGS)) == lines, run_id
     assert sum(ingestion.repeats(s) for s in (DEVICES, FINDINGS, CHANGES)) == 0
 

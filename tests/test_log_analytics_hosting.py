@@ -28,7 +28,7 @@ from qualys.output.folder import FolderSink
 from qualys.output.log_tables import TABLES_BY_KIND
 from qualys.sync.run import DeliveryFailedError
 from qualys_simulator.server import QualysSimulator
-from tests.helpers import PASSWORD, USER, estate_in_past, read_latest
+from tests.helpers import PASSWORD, USER, estate_in_past, lines_in, read_latest
 from tests.logs_ingestion_fake import RULE_ID, TOKEN, FakeLogsIngestion
 from tests.managed_identity_fake import CLIENT_ID, FakeManagedIdentity
 
@@ -127,9 +127,9 @@ def test_timer_and_cli_deliver_with_the_managed_identity_and_a_refusal_keeps_blo
     for run_id in (second["run_id"], third.run_id, fourth["run_id"]):
         manifest: dict[str, Any] = json.loads((out / "runs" / run_id / "manifest.json").read_text())
         for stream, kind in ((DEVICES, "/devices/"), (FINDINGS, "/findings/")):
-            lines_in_run = sum(len((out / f).read_text().splitlines()) for f in manifest["files"] if kind in f)
+            lines_in_run = lines_in(out, manifest["files"], kind)
             assert _rows_of(ingestion, stream, run_id) == lines_in_run, (run_id, stream)
-        feed = sum(len((out / f).read_text().splitlines()) for f in manifest["changes"]["files"])
+        feed = lines_in(out, manifest["changes"]["files"])
         assert _rows_of(ingestion, CHANGES, run_id) == feed
     assert _rows_of(ingestion, CHANGES, second["run_id"]) > 0 and _rows_of(ingestion, CHANGES, third.run_id) > 0
     assert sum(ingestion.repeats(s) for s in (DEVICES, FINDINGS, CHANGES)) == 0
