@@ -36,6 +36,7 @@ from bench.run import (
     PASSWORD,
     ROOT,
     SEED,
+    USERNAME,
     BenchError,
     Measured,
     _sync_env,
@@ -68,17 +69,17 @@ def deliver(output_dir: str) -> int:
     return 0
 
 
-def _state_counts(out: Path) -> tuple[int, int]:
+def _latest_manifest(out: Path) -> dict[str, Any]:
     latest = json.loads((out / "latest.json").read_text())
     manifest: dict[str, Any] = json.loads((out / "runs" / latest["run_id"] / "manifest.json").read_text())
-    return int(manifest["current"]["devices"]), int(manifest["current"]["findings"])
+    return manifest
 
 
 def measure(assets: int, page_size: int, cache_dir: Path, work: Path) -> dict[str, Any]:
     estate = Estate.generate(assets=assets, seed=SEED, now=estate_clock())
     cache = PageCache(cache_dir / f"assets-{assets}-seed{SEED}-page{page_size}")
     out = work / f"out-{assets}"
-    with QualysSimulator(estate, username="bench-user", password=PASSWORD, page_cache=cache) as sim:
+    with QualysSimulator(estate, username=USERNAME, password=PASSWORD, page_cache=cache) as sim:
         in_window = estate.modified_after(estate.now - timedelta(days=estate.lookback_days))
         qids = sorted({f.qid for a in in_window for f in a.findings})
         kb_batches = [qids[i : i + KB_BATCH_SIZE] for i in range(0, len(qids), KB_BATCH_SIZE)]
@@ -90,7 +91,9 @@ def measure(assets: int, page_size: int, cache_dir: Path, work: Path) -> dict[st
         )
         if sync.returncode != 0:
             raise BenchError(f"sync of {assets:,} assets failed: {sync.stderr.strip()[-2000:]}")
-    devices, findings = _state_counts(out)
+    manifest = _latest_manifest(out)
+    devices, findings = int(manifest["current"]["devices"]), int(manifest["current"]["findings"])
+    json_bytes = sum((out / f).stat().st_size for f in [*manifest["current"]["files"], *manifest["changes"]["files"]])
     with FakeLogsIngestion(work, keep_rows=False) as ingestion, FakeManagedIdentity({"https://monitor.azure.com": TOKEN}) as mi:
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("QUALYS_", "OUTPUT_", "LOG_ANALYTICS_"))},
@@ -110,15 +113,9 @@ def measure(assets: int, page_size: int, cache_dir: Path, work: Path) -> dict[st
     return {
         "assets": assets, "devices": devices, "findings": findings, "rows": sum(rows.values()),
         "requests": len(requests), "refused": sum(r.status != 204 for r in requests),
-        "mb_sent": sent / MB, "json_mb": sum(f.stat().st_size for f in _state_files(out)) / MB,
+        "mb_sent": sent / MB, "json_mb": json_bytes / MB,
         "wall": measured.wall, "cpu": measured.cpu, "rss_mib": measured.peak_rss / MIB,
     }
-
-
-def _state_files(out: Path) -> list[Path]:
-    latest = json.loads((out / "latest.json").read_text())
-    manifest: dict[str, Any] = json.loads((out / "runs" / latest["run_id"] / "manifest.json").read_text())
-    return [out / f for f in manifest["current"]["files"]] + [out / f for f in manifest["changes"]["files"]]
 
 
 def main(argv: list[str] | None = None) -> int:

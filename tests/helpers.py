@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from qualys.api.client import QualysClient
 from qualys.api.retry import RetryPolicy
+from qualys.config.catalog import SETTINGS, SETTINGS_BY_NAME
 from qualys.config.secret import Secret
 from qualys.config.settings import LocalOutput, OutputTarget, SyncSettings
 from qualys.output.sink import Sink
@@ -202,3 +206,15 @@ def estate_in_past(assets: int, seed: int = 11, hours_ago: int = 3) -> Estate:
 def lines_in(root: Path, files: Iterable[object], containing: str = "") -> int:
     """Record lines in the output files ``files`` (paths relative to ``root``) whose path contains ``containing``."""
     return sum(len((root / str(f)).read_text().splitlines()) for f in files if containing in str(f))
+
+
+def clear_connector_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's environment without any connector setting (the catalogue's names)."""
+    for spec in SETTINGS:
+        monkeypatch.delenv(spec.name, raising=False)
+
+
+def subprocess_env(settings: dict[str, str]) -> dict[str, str]:
+    """This process's environment without connector settings, plus ``settings``: for a CLI subprocess."""
+    env = {key: value for key, value in os.environ.items() if key not in SETTINGS_BY_NAME}
+    return {**env, **settings}

@@ -15,7 +15,6 @@ import importlib.util
 import inspect
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
-from qualys.config.catalog import SETTINGS, SETTINGS_BY_NAME
+from qualys.config.catalog import SETTINGS_BY_NAME
 from qualys.config.secret import Secret
 from qualys.config.settings import BlobOutput, SettingsReader, load_sync_settings
 from qualys.errors import AuthenticationError, ConfigError
@@ -43,7 +42,15 @@ from qualys.output.blob import BlobSink
 from qualys.output.folder import FolderSink
 from qualys_simulator.estate import Estate
 from qualys_simulator.server import Fault, Latency, QualysSimulator
-from tests.helpers import PASSWORD, USER, assert_matches_truth, estate_in_past, read_latest
+from tests.helpers import (
+    PASSWORD,
+    USER,
+    assert_matches_truth,
+    clear_connector_settings,
+    estate_in_past,
+    read_latest,
+    subprocess_env,
+)
 from tests.keyvault_fake import FakeKeyVault, secret_client_factory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,8 +74,7 @@ def functions() -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def clean_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """Start every test from an environment without any connector setting."""
-    for spec in SETTINGS:
-        monkeypatch.delenv(spec.name, raising=False)
+    clear_connector_settings(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -198,11 +204,6 @@ def body_for(api_url: str, password: str = PASSWORD, username: str = USER) -> di
 def assert_no_password(*texts: str) -> None:
     for text in texts:
         assert PASSWORD not in text and WRONG_PASSWORD not in text
-
-
-def subprocess_env(settings: dict[str, str]) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in SETTINGS_BY_NAME}
-    return {**env, **settings}
 
 
 def vault_reader(vault: FakeKeyVault, output_dir: Path, **extra: str) -> SettingsReader:

@@ -197,36 +197,39 @@ def test_a_damaged_record_line_stops_the_delivery_naming_the_file(tmp_path: Path
     estate = estate_in_past(400, seed=48)  # one findings segment of several batches
     sink = FolderSink(str(tmp_path / "out"))
     clock = Clock(estate.now + timedelta(hours=1))
-    simulator = QualysSimulator(estate, username=USER, password=PASSWORD).__enter__()
-    settings = settings_for(simulator, LocalOutput("unused"), 50)
-    with client_for(simulator) as qualys:
-        run_sync(settings, sink=sink, client=qualys, now=clock)
-    run = read_latest(sink)
-    damaged = next(f for f in run.manifest["current"]["files"] if "/findings/" in f)  # type: ignore[index]
-    path = tmp_path / "out" / damaged
-    lines = path.read_bytes().splitlines()
-    path.write_bytes(b"\n".join([*lines[:-1], lines[-1][:len(lines[-1]) // 2]]) + b"\n")
-    delivery = LogAnalyticsDelivery(RunOutput(sink), target(ingestion), ingestion.client())
-    with pytest.raises(LogDeliveryError) as stopped:
-        delivery.deliver_pending()
-    assert damaged in str(stopped.value) and f"line {len(lines)}" in str(stopped.value)
-    assert "state/log-analytics.json" in str(stopped.value)
-    # What went is the file's first whole batches, row for row, and the status file says so.
-    status = json.loads((tmp_path / "out" / "runs" / str(run.manifest["run_id"]) / "log-analytics.json").read_text())
-    sent = without_run_columns(ingestion.rows(FINDINGS), str(run.manifest["run_id"]), str(run.manifest["started_at"]))
-    assert status["files"][damaged]["rows"] == len(sent) and 0 < len(sent) < len(lines) - 1 and not status["complete"]
-    assert sent == [json.loads(line) for line in lines[: len(sent)]]
+    with QualysSimulator(estate, username=USER, password=PASSWORD) as simulator:
+        settings = settings_for(simulator, LocalOutput("unused"), 50)
 
-    clock.now += timedelta(hours=1)
-    with simulator, client_for(simulator) as qualys:
-        rebuilt = run_sync(settings, full=True, sink=sink, client=qualys, now=clock)
-    assert rebuilt.stats["baseline"], "the full run rebuilt the damaged state"
-    sink.delete("state/log-analytics.json")
-    delivered = LogAnalyticsDelivery(RunOutput(sink), target(ingestion), ingestion.client()).deliver_pending()
-    state = read_latest(sink)
-    assert delivered.runs == [rebuilt.run_id]
-    assert sum(r["run_id"] == rebuilt.run_id for r in ingestion.rows(FINDINGS)) == len(state.current_findings)
-    assert sum(r["run_id"] == rebuilt.run_id for r in ingestion.rows(DEVICES)) == len(state.current_devices)
+        def plain_sync(full: bool = False) -> SyncResult:  # to the folder only: the deliveries are driven here
+            with client_for(simulator) as qualys:
+                return run_sync(settings, full=full, sink=sink, client=qualys, now=clock)
+
+        plain_sync()
+        run = read_latest(sink)
+        damaged = next(f for f in run.manifest["current"]["files"] if "/findings/" in f)  # type: ignore[index]
+        path = tmp_path / "out" / damaged
+        lines = path.read_bytes().splitlines()
+        path.write_bytes(b"\n".join([*lines[:-1], lines[-1][:len(lines[-1]) // 2]]) + b"\n")
+        delivery = LogAnalyticsDelivery(RunOutput(sink), target(ingestion), ingestion.client())
+        with pytest.raises(LogDeliveryError) as stopped:
+            delivery.deliver_pending()
+        assert damaged in str(stopped.value) and f"line {len(lines)}" in str(stopped.value)
+        assert "state/log-analytics.json" in str(stopped.value)
+        # What went is the file's first whole batches, row for row, and the status file says so.
+        status = json.loads((tmp_path / "out" / "runs" / str(run.manifest["run_id"]) / "log-analytics.json").read_text())
+        sent = without_run_columns(ingestion.rows(FINDINGS), str(run.manifest["run_id"]), str(run.manifest["started_at"]))
+        assert status["files"][damaged]["rows"] == len(sent) and 0 < len(sent) < len(lines) - 1 and not status["complete"]
+        assert sent == [json.loads(line) for line in lines[: len(sent)]]
+
+        clock.now += timedelta(hours=1)
+        rebuilt = plain_sync(full=True)
+        assert rebuilt.stats["baseline"], "the full run rebuilt the damaged state"
+        sink.delete("state/log-analytics.json")
+        delivered = LogAnalyticsDelivery(RunOutput(sink), target(ingestion), ingestion.client()).deliver_pending()
+        state = read_latest(sink)
+        assert delivered.runs == [rebuilt.run_id]
+        assert sum(r["run_id"] == rebuilt.run_id for r in ingestion.rows(FINDINGS)) == len(state.current_findings)
+        assert sum(r["run_id"] == rebuilt.run_id for r in ingestion.rows(DEVICES)) == len(state.current_devices)
 
 
 def test_a_connection_lost_mid_batch_is_sent_again(tmp_path: Path, ingestion: FakeLogsIngestion) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,13 +21,20 @@ from typing import Any
 
 import pytest
 
-from qualys.config.catalog import SETTINGS, SETTINGS_BY_NAME
 from qualys.hosting.scheduled import FAILURE_PREFIX, SUMMARY_PREFIX, run_scheduled_sync
 from qualys.output.folder import FolderSink
 from qualys.output.log_tables import TABLES_BY_KIND
 from qualys.sync.run import DeliveryFailedError
 from qualys_simulator.server import QualysSimulator
-from tests.helpers import PASSWORD, USER, estate_in_past, lines_in, read_latest
+from tests.helpers import (
+    PASSWORD,
+    USER,
+    clear_connector_settings,
+    estate_in_past,
+    lines_in,
+    read_latest,
+    subprocess_env,
+)
 from tests.logs_ingestion_fake import RULE_ID, TOKEN, FakeLogsIngestion
 from tests.managed_identity_fake import CLIENT_ID, FakeManagedIdentity
 
@@ -39,8 +45,8 @@ MONITOR = "https://monitor.azure.com"
 
 @pytest.fixture(autouse=True)
 def clean_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for spec in SETTINGS:
-        monkeypatch.delenv(spec.name, raising=False)
+    """No connector setting and no managed identity but the stand-in's, which each test sets."""
+    clear_connector_settings(monkeypatch)
     for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "AZURE_CLIENT_ID", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
 
@@ -56,9 +62,8 @@ def _rows_of(fake: FakeLogsIngestion, stream: str, run_id: str) -> int:
 
 
 def _cli(env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
-    inherited = {key: value for key, value in os.environ.items() if key not in SETTINGS_BY_NAME}
     return subprocess.run(
-        [sys.executable, "-m", "qualys", "sync", *options], env={**inherited, **env}, cwd=ROOT,
+        [sys.executable, "-m", "qualys", "sync", *options], env=subprocess_env(env), cwd=ROOT,
         capture_output=True, text=True, timeout=180, check=False,
     )
 

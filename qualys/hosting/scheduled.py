@@ -52,7 +52,7 @@ def run_scheduled_sync(
             log.warning("timer is past due: a previous run may have overrun; this run resumes from the checkpoint")
         result = run_sync(settings, sink=sink)
     except DeliveryFailedError as error:  # the run is in Blob Storage: its summary, then the delivery failure
-        log.info("%s%s", SUMMARY_PREFIX, json.dumps({**error.result.summary(), "credentials": credentials.source}))
+        _log_summary(error.result, credentials.source)
         _log_failure(error)
         raise
     except ConnectorError as error:
@@ -61,8 +61,12 @@ def run_scheduled_sync(
     except Exception as error:  # a bug: still one line an alert can find; the traceback goes to exceptions
         log.error("%s%s", FAILURE_PREFIX, json.dumps({"error": type(error).__name__, "cause": "unexpected error"}))
         raise
-    log.info("%s%s", SUMMARY_PREFIX, json.dumps({**result.summary(), "credentials": credentials.source}))
+    _log_summary(result, credentials.source)
     return result
+
+
+def _log_summary(result: SyncResult, credentials_source: str) -> None:
+    log.info("%s%s", SUMMARY_PREFIX, json.dumps({**result.summary(), "credentials": credentials_source}))
 
 
 def _log_failure(error: ConnectorError) -> None:

@@ -29,7 +29,7 @@ from typing import IO, Any, Protocol
 from qualys.config.settings import LogAnalyticsTarget
 from qualys.errors import ConnectorError
 from qualys.output.log_tables import TABLES_BY_KIND, LogTable
-from qualys.output.runs import RunOutput
+from qualys.output.runs import RunOutput, is_whole_record
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +58,25 @@ class LogDeliveryError(ConnectorError):
 
 @dataclass
 class DeliveryResult:
+    """What one invocation delivered (it may deliver twice: before its sync and after)."""
+
+    #: Runs delivered whole.
     runs: list[str] = field(default_factory=list)
     #: Rows accepted in this invocation, by table.
     rows: dict[str, int] = field(default_factory=dict)
     batches: int = 0
     #: Files whose delivery resumed part-way (their first batch may repeat one accepted before a kill).
     resumed_files: int = 0
+    #: Why the delivery stopped, when it did (the rows above were accepted before).
+    error: LogDeliveryError | None = None
 
     def summary(self) -> dict[str, object]:
-        return {"runs": self.runs, "rows": self.rows, "batches": self.batches, "resumed_files": self.resumed_files}
+        summary: dict[str, object] = {
+            "runs": self.runs, "rows": self.rows, "batches": self.batches, "resumed_files": self.resumed_files
+        }
+        if self.error is not None:
+            summary["error"] = self.error.cause
+        return summary
 
 
 def ingestion_client(target: LogAnalyticsTarget) -> LogsUploader:
@@ -87,9 +97,10 @@ class LogAnalyticsDelivery:
         self._target = target
         self._client = client
 
-    def deliver_pending(self) -> DeliveryResult:
-        """Every complete run not delivered yet, oldest first (the current state first, on a fresh start)."""
-        result = DeliveryResult()
+    def deliver_pending(self, result: DeliveryResult | None = None) -> DeliveryResult:
+        """Every complete run not delivered yet, oldest first (the current state first, on a fresh start),
+        counted into ``result``. Raises :class:`LogDeliveryError` when the destination stops it."""
+        result = result if result is not None else DeliveryResult()
         for manifest, mode in self._pending():
             run_id = str(manifest["run_id"])
             self._deliver_run(manifest, mode, result)
@@ -183,20 +194,8 @@ class LogAnalyticsDelivery:
             ServiceResponseError,
         )
 
-        body = _gzip_array(rows)
         try:
-            for pause in (*CONNECTION_RETRY_PAUSES, None):
-                try:
-                    # A gzip stream is sent as it is (the client's list path would decode and encode every row again).
-                    self._client.upload(self._target.rule_id, stream, io.BytesIO(body))
-                    break
-                except ServiceResponseError:
-                    # The connection went before the answer. azure-core does not retry a POST then (the service
-                    # may have stored the rows): we do, a few times, at the cost of this batch perhaps twice.
-                    if pause is None:
-                        raise
-                    log.warning("Log Analytics: connection lost during a batch for %s; sending it again", table.name)
-                    time.sleep(pause)
+            self._post(table, stream, _gzip_array(rows))
         except ClientAuthenticationError as exc:
             if exc.status_code is not None:  # the service's 401
                 raise _refusal(table, stream, self._target, exc.status_code, _service_message(exc)) from None
@@ -218,6 +217,21 @@ class LogAnalyticsDelivery:
                 f"Cannot reach the Log Analytics endpoint {self._target.endpoint} ({type(exc).__name__}, after retries).",
                 "Check the network path to *.ingest.monitor.azure.com; the next run resumes the delivery.",
             ) from None
+
+    def _post(self, table: LogTable, stream: str, body: bytes) -> None:
+        """One batch. A gzip stream is sent as it is (the client's list path would decode and encode every
+        row again). A connection lost before the answer is not retried by azure-core for a POST (the
+        service may have stored the rows): it is here, a few times, at the cost of the batch perhaps twice."""
+        from azure.core.exceptions import ServiceResponseError
+
+        for pause in CONNECTION_RETRY_PAUSES:
+            try:
+                self._client.upload(self._target.rule_id, stream, io.BytesIO(body))
+                return
+            except ServiceResponseError:
+                log.warning("Log Analytics: connection lost during a batch for %s; sending it again", table.name)
+                time.sleep(pause)
+        self._client.upload(self._target.rule_id, stream, io.BytesIO(body))  # the last try: its error goes up
 
     def _destination(self) -> dict[str, str]:
         return {"endpoint": self._target.endpoint, "rule_id": self._target.rule_id}
@@ -243,7 +257,7 @@ def _batches(lines: Iterator[bytes], skip: int, prefix: bytes, path: str) -> Ite
         rows += 1
         if rows <= skip:  # accepted by an earlier invocation (skip counts rows, as the status file does)
             continue
-        if len(line) < 3 or line[:1] != b"{" or line[-1:] != b"}":
+        if not is_whole_record(line):
             raise LogDeliveryError(
                 f"{path} line {number + 1} is not a JSON record; nothing after it was sent to Log Analytics.",
                 f"Delete {STATE_PATH} in the output: the next delivery then sends the latest run's whole state "

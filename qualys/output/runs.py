@@ -16,6 +16,13 @@ from qualys.output.sink import NDJSON, Sink, read_json, read_lines, write_json
 LATEST_PATH = "latest.json"
 
 
+def is_whole_record(line: bytes) -> bool:
+    """A record line (without its line end) is one non-empty JSON object: it starts with ``{`` and ends
+    with ``}``. A cheap guard for lines used without decoding; a line cut short fails it."""
+    text = line.rstrip()
+    return len(text) > 2 and text[:1] == b"{" and text[-1:] == b"}"
+
+
 def manifest_path(run_id: str) -> str:
     return f"runs/{run_id}/manifest.json"
 

@@ -12,6 +12,8 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from qualys.output.runs import is_whole_record
+
 _ASSET_ID = b'{"asset_id":"'
 _QID = b'"qid":'
 _MODIFIED_AT = b',"modified_at":'
@@ -119,10 +121,8 @@ def group_assets(devices: Iterator[bytes], findings: Iterator[bytes]) -> Iterato
 
 
 def _check_whole(line: bytes) -> None:
-    """A cheap guard for lines that are copied without decoding: a record line is one JSON object, so
-    a line cut short (a file damaged in place) no longer ends with ``}``."""
-    text = line.rstrip()
-    if text[:1] != b"{" or text[-1:] != b"}":
+    """Lines are copied without decoding: one cut short (a file damaged in place) must not be."""
+    if not is_whole_record(line):
         raise DamagedLineError(f"not a whole JSON record: {line[:80]!r}")
 
 

@@ -80,11 +80,8 @@ class DeliveryFailedError(LogDeliveryError):
     """
 
     def __init__(self, error: LogDeliveryError, result: SyncResult) -> None:
-        super().__init__(
-            error.cause,
-            f"{error.action} Run {result.run_id} is complete in Blob Storage; "
-            "the next run delivers what is pending, in order.".strip(),
-        )
+        pending = f"Run {result.run_id} is complete in Blob Storage; the next run delivers what is pending, in order."
+        super().__init__(error.cause, f"{error.action} {pending}" if error.action else pending)
         self.result = result
 
 
@@ -113,13 +110,8 @@ class SyncRun:
     def run(self, full: bool = False) -> SyncResult:
         with self.state.lock() as lock:
             started_clock = time.monotonic()
-            delivered, failure = DeliveryResult(), None
-            if self._delivery is not None:  # what an earlier invocation left undelivered goes first
-                try:
-                    delivered = self._delivery.deliver_pending()
-                except LogDeliveryError as exc:
-                    failure = exc  # Blob Storage is the system of record: the sync goes on
-                    log.warning("Log Analytics: %s (syncing to Blob Storage anyway; delivery resumes next run)", exc)
+            delivered = DeliveryResult()
+            self._deliver(delivered)  # what an earlier invocation left undelivered goes first
             checkpoint, resumed = self._start_or_resume(full)
             if not self.output.has_manifest(checkpoint.run_id):
                 PagePull(self, checkpoint, lock).run()
@@ -128,17 +120,8 @@ class SyncRun:
                 self.output.write_manifest(checkpoint.run_id, self._manifest(checkpoint, state))
             self.output.publish(checkpoint.run_id)
             self.state.clear_checkpoint()
-            if self._delivery is not None and failure is None:  # a failing destination is tried once per run
-                try:
-                    after = self._delivery.deliver_pending()
-                except LogDeliveryError as exc:
-                    failure, after = exc, DeliveryResult()
-                delivered = DeliveryResult(
-                    delivered.runs + after.runs,
-                    {k: delivered.rows.get(k, 0) + after.rows.get(k, 0) for k in delivered.rows.keys() | after.rows.keys()},
-                    delivered.batches + after.batches,
-                    delivered.resumed_files + after.resumed_files,
-                )
+            if delivered.error is None:  # a failing destination is tried once per invocation
+                self._deliver(delivered)
             retention = self._retain(checkpoint.run_id)
             published = self.output.manifest(checkpoint.run_id) or {}
             current, changes = published.get("current"), published.get("changes")
@@ -155,20 +138,24 @@ class SyncRun:
                     "baseline": changes.get("baseline") if isinstance(changes, dict) else None,
                     "changes": changes.get("counts") if isinstance(changes, dict) else None,
                     "runs_deleted": retention.runs_deleted,
-                    **({"log_analytics": self._delivery_summary(delivered, failure)} if self._delivery is not None else {}),
+                    **({"log_analytics": delivered.summary()} if self._delivery is not None else {}),
                     **self.client.stats.as_dict(),
                 },
             )
-            if failure is not None:
-                raise DeliveryFailedError(failure, result)
+            if delivered.error is not None:
+                raise DeliveryFailedError(delivered.error, result)
             return result
 
-    @staticmethod
-    def _delivery_summary(delivered: DeliveryResult, failure: LogDeliveryError | None) -> dict[str, object]:
-        summary = delivered.summary()
-        if failure is not None:
-            summary["error"] = failure.cause
-        return summary
+    def _deliver(self, delivered: DeliveryResult) -> None:
+        """Deliver what is pending to Log Analytics, if configured, counting into ``delivered``. A failure
+        is kept there, not raised: Blob Storage is the system of record, the sync goes on."""
+        if self._delivery is None:
+            return
+        try:
+            self._delivery.deliver_pending(delivered)
+        except LogDeliveryError as exc:
+            delivered.error = exc
+            log.warning("Log Analytics: %s (Blob Storage is not held back; the delivery resumes next run)", exc)
 
     def _start_or_resume(self, full: bool) -> tuple[Checkpoint, bool]:
         saved = self.state.checkpoint()
